@@ -1,0 +1,46 @@
+# Set-up and everyday commands. `make demo` and `make test` install everything they need first.
+# Inside an active virtual environment (or conda env) we install into it; otherwise into ./.venv.
+PYTHON ?= python3
+ifdef VIRTUAL_ENV
+  VENV := $(VIRTUAL_ENV)
+else ifdef CONDA_PREFIX
+  VENV := $(CONDA_PREFIX)
+else
+  VENV := .venv
+endif
+BIN := $(VENV)/bin
+# The CPU build is small and installs in seconds; a torch you installed yourself (e.g. CUDA) is kept.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.melodylm-installed
+
+.PHONY: install demo test bench pretrained clean-demo help
+
+help:
+	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
+	@echo "make test   - install, then run the test suite"
+	@echo "make bench  - run the side-by-side benchmarks (see BENCHMARKS.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null && echo "keeping installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')" \
+		|| $(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q torch
+	$(BIN)/python -m pip install -q -e ".[test,music21]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/melodylm demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python bench/tokenize.py
+	$(BIN)/python bench/bleu.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/generate_speed.py

@@ -1,0 +1,3 @@
+from melodylm.cli import main
+
+raise SystemExit(main())
