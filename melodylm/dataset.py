@@ -1,0 +1,451 @@
+"""Token datasets on disk: building them from MIDI (``melodylm tokenize``) and reading them back.
+
+A dataset folder holds::
+
+    tokenizer.json       the MelodyTokenizer (enough to rebuild it)
+    {split}.bin          all tunes of a split as one flat array of model ids, each tune BOS ... EOS
+    {split}.index.npy    one row per tune: start, length, n_notes, source (manifest row), transpose
+    manifest.jsonl       one object per input file: what became of it
+    stats.json           counts, tokens per split, settings
+    COMPLETE             written last; a folder without it is a partial, failed build
+
+Splits are a pure function of the seed and each tune's transposition-invariant content hash,
+so they do not depend on file order, and a tune (or a transposed copy of it) never lands in two
+splits. Data code never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from melodylm import __version__
+from melodylm.errors import DataError, UserError
+from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, MELODY_MODES, load_melody, transpose
+from melodylm.tokenizer import SCHEMES, SUBWORDS, MelodyTokenizer, TokenizerSettings
+
+SPLITS = ("train", "val", "test")
+MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
+INDEX_DTYPE = np.dtype([("start", "<i8"), ("length", "<i4"), ("n_notes", "<i4"),
+                        ("source", "<i4"), ("transpose", "<i2")])
+DATASET_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO_ROOT / "corpora" / "oneills1850"
+DEFAULT_DATA_DIR = Path("data") / "default"
+
+
+@dataclass
+class TokenizeConfig:
+    """Everything ``melodylm tokenize`` does is decided here."""
+
+    inputs: list[str] = field(default_factory=list)  # files and folders; empty = embedded corpus
+    out_dir: str = str(DEFAULT_DATA_DIR)
+    scheme: str = "REMI"
+    melody: str = "auto"  # auto | skyline | track:N | all
+    velocities: bool = False
+    split: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    seed: int = 0
+    transpose: tuple[int, int] = (0, 0)  # inclusive semitone range for the training split
+    subword: str = "none"
+    vocab_size: int = 1000
+    workers: int = 0  # 0 = all cores
+    max_notes: int = MAX_NOTES
+    max_file_mb: float = MAX_FILE_MB
+    max_beats: int = MAX_BEATS
+    force: bool = False
+
+    def validate(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise UserError(f"--scheme {self.scheme!r} is not supported; choose one of {', '.join(SCHEMES)}")
+        if not (self.melody in MELODY_MODES or (self.melody.startswith("track:") and self.melody[6:].isdigit())):
+            raise UserError(f"--melody {self.melody!r}: use auto, skyline, all or track:N")
+        if len(self.split) != 3 or any(x < 0 for x in self.split) or not 0.999 < sum(self.split) < 1.001:
+            raise UserError("--split needs three non-negative fractions that sum to 1, e.g. 0.9,0.05,0.05")
+        if self.split[0] <= 0:
+            raise UserError("--split: the training fraction must be positive")
+        lo, hi = self.transpose
+        if lo > hi or lo < -24 or hi > 24:
+            raise UserError("--transpose LOW:HIGH needs -24 <= LOW <= HIGH <= 24")
+        if self.subword not in SUBWORDS:
+            raise UserError(f"--subword must be one of {', '.join(SUBWORDS)}")
+        if self.workers < 0:
+            raise UserError("--workers must be >= 0 (0 = all cores)")
+        for name in ("max_notes", "max_beats"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive")
+        if self.max_file_mb <= 0:
+            raise UserError("--max-file-mb must be positive")
+
+
+# --- finding inputs ------------------------------------------------------------------------------
+def find_midi_files(inputs: list[str]) -> list[str]:
+    """MIDI files under the given files/folders, recursively, sorted, without duplicates."""
+    out: list[str] = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            out.extend(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MIDI_SUFFIXES)
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise UserError(f"input {inp!r} does not exist")
+    return sorted(dict.fromkeys(out))
+
+
+def split_of(key: str, seed: int, fractions: tuple[float, float, float]) -> str:
+    """Deterministic split of a tune from its content key: independent of file order."""
+    h = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+    u = int.from_bytes(h[:8], "little") / 2.0**64
+    acc = 0.0
+    for name, frac in zip(SPLITS, fractions):
+        acc += frac
+        if u < acc:
+            return name
+    return SPLITS[0] if fractions[0] else "train"
+
+
+# --- per-file work (runs in worker processes) ----------------------------------------------------
+_W: dict = {}
+
+
+def _init_worker(tok_dict: dict, cfg: dict) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    _W["tok"] = MelodyTokenizer.from_dict(tok_dict)
+    _W["cfg"] = TokenizeConfig(**cfg)
+
+
+def _process(path: str) -> tuple[dict, list[tuple[int, np.ndarray, int]]]:
+    """Read, pick the melody, assign the split, tokenize (and transpose train tunes)."""
+    tok: MelodyTokenizer = _W["tok"]
+    cfg: TokenizeConfig = _W["cfg"]
+    rec: dict = {"path": path, "status": "ok", "reason": "", "split": None, "n_notes": 0, "n_tokens": 0,
+                 "hash": None}
+    seqs: list[tuple[int, np.ndarray, int]] = []
+    try:
+        mel = load_melody(path, cfg.melody, max_notes=cfg.max_notes, max_file_mb=cfg.max_file_mb,
+                          max_beats=cfg.max_beats)
+        if mel.status != "ok":
+            rec.update(status=mel.status, reason=mel.reason)
+            return rec, seqs
+        lo, hi = tok.settings.pitch_range
+        score, out_of_range = transpose(mel.score, 0, (lo, hi))
+        if out_of_range:
+            mel.info["out_of_range_notes"] = out_of_range
+        if not score.tracks[0].notes:
+            rec.update(status="skipped", reason=f"all notes outside the pitch range {lo}..{hi - 1}")
+            return rec, seqs
+        ids = tok.encode_score(score)
+        n_notes = tok.count_notes(ids)
+        if n_notes == 0:
+            rec.update(status="skipped", reason="no notes left after tokenization")
+            return rec, seqs
+        split = split_of(mel.info["shape_hash"], cfg.seed, cfg.split)
+        rec.update(split=split, n_notes=n_notes, n_tokens=int(len(ids)), hash=mel.info["hash"], melody=mel.info)
+        seqs.append((0, ids.astype(np.int32), n_notes))
+        if split == "train" and cfg.transpose != (0, 0):
+            dropped = 0
+            for k in range(cfg.transpose[0], cfg.transpose[1] + 1):
+                if k == 0:
+                    continue
+                t_score, d = transpose(score, k, (lo, hi))
+                dropped += d
+                if not t_score.tracks[0].notes:
+                    continue
+                t_ids = tok.encode_score(t_score)
+                t_notes = tok.count_notes(t_ids)
+                if t_notes:
+                    seqs.append((k, t_ids.astype(np.int32), t_notes))
+            rec["transposed_copies"] = len(seqs) - 1
+            rec["transpose_dropped_notes"] = dropped
+    except Exception as e:  # a bad file must never stop the run or lose another file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        rec.update(status="failed", reason=f"{type(e).__name__}: {msg[:200]}", split=None)
+        seqs = []
+    return rec, seqs
+
+
+# --- building a dataset ----------------------------------------------------------------------
+def _prepare_out_dir(out: Path, force: bool) -> Path:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"output folder {out} is not empty: choose another -o or pass --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as e:
+        raise UserError(f"cannot write to {out.parent}: {e.strerror or e}") from None
+    return tmp
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place; an older dataset is removed only after that."""
+    (tmp / "COMPLETE").write_text(f"melodylm {__version__}\n")
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def tokenize(cfg: TokenizeConfig, progress: bool = True) -> dict:
+    """Build a token dataset from MIDI files (see module docstring). Returns the summary."""
+    cfg.validate()
+    inputs = cfg.inputs or [str(DEFAULT_CORPUS)]
+    if not cfg.inputs and not DEFAULT_CORPUS.is_dir():
+        raise UserError(f"the embedded corpus {DEFAULT_CORPUS} is missing: pass MIDI files or folders")
+    files = find_midi_files(inputs)
+    if not files:
+        raise UserError(f"no MIDI files (.mid/.midi) found in {', '.join(inputs)}")
+    out = Path(cfg.out_dir)
+    tmp = _prepare_out_dir(out, cfg.force)
+    try:
+        summary = _build(cfg, files, tmp, progress)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["out_dir"] = str(out)
+    return summary
+
+
+def _run_files(cfg: TokenizeConfig, tok: MelodyTokenizer, files: list[str], progress: bool):
+    from tqdm import tqdm
+
+    workers = cfg.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(files)))
+    init_args = (tok.to_dict(), asdict(cfg))
+    bar = tqdm(total=len(files), desc="tokenize", unit="file", disable=not progress, file=sys.stderr)
+    try:
+        if workers == 1:
+            _init_worker(*init_args)
+            for f in files:
+                yield _process(f)
+                bar.update()
+        else:
+            yield from _run_pool(files, workers, init_args, bar)
+    finally:
+        bar.close()
+
+
+def _run_pool(files: list[str], workers: int, init_args, bar):
+    """Process files in a pool; if a worker dies (a crash inside a C library), retry file by file."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    chunk = max(1, min(64, len(files) // (workers * 8) or 1))
+    batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init_args) as ex:
+        futs = [ex.submit(_process_batch, b) for b in batches]
+        for b, fut in zip(batches, futs):
+            try:
+                results = fut.result()
+            except BrokenProcessPool:
+                results = [_process_isolated(f, init_args) for f in b]
+            for r in results:
+                yield r
+                bar.update()
+
+
+def _process_batch(paths: list[str]):
+    return [_process(p) for p in paths]
+
+
+def _process_isolated(path: str, init_args):
+    """One file in its own process, so a crash loses only that file."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    try:
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as ex:
+            return ex.submit(_process, path).result(timeout=300)
+    except BrokenProcessPool:
+        return ({"path": path, "status": "failed", "reason": "the MIDI reader crashed on this file",
+                 "split": None, "n_notes": 0, "n_tokens": 0, "hash": None}, [])
+    except Exception as e:
+        return ({"path": path, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:200],
+                 "split": None, "n_notes": 0, "n_tokens": 0, "hash": None}, [])
+
+
+def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> dict:
+    t0 = time.time()
+    tok = MelodyTokenizer(TokenizerSettings(scheme=cfg.scheme, use_velocities=cfg.velocities))
+    records: list[dict] = []
+    per_split: dict[str, list[tuple[np.ndarray, int, int, int]]] = {s: [] for s in SPLITS}
+    first_by_hash: dict[str, str] = {}
+    for rec, seqs in _run_files(cfg, tok, files, progress):
+        row = len(records)
+        if rec.get("hash"):
+            if rec["hash"] in first_by_hash:
+                rec["duplicate_of"] = first_by_hash[rec["hash"]]
+            else:
+                first_by_hash[rec["hash"]] = rec["path"]
+        records.append(rec)
+        for k, ids, n_notes in seqs:
+            per_split[rec["split"]].append((ids, n_notes, row, k))
+    if not per_split["train"]:
+        raise UserError(f"no usable tune among {len(files)} file(s): see {cfg.out_dir}/manifest.jsonl "
+                        "after fixing the inputs, or run with --json for counts"
+                        if records else "no input files")
+    if cfg.subword != "none":
+        tok.train_subwords((ids for ids, _, _, k in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
+    tok.save(tmp / "tokenizer.json")
+    dtype = np.uint16 if tok.vocab_size < 2**16 else np.uint32
+    tokens_per_split = {}
+    for split in SPLITS:
+        rows = per_split[split]
+        index = np.zeros(len(rows), dtype=INDEX_DTYPE)
+        chunks = []
+        start = 0
+        for j, (ids, n_notes, row, k) in enumerate(rows):
+            model_ids = tok.encode_ids(ids)
+            seq = np.concatenate([[tok.bos_id], model_ids, [tok.eos_id]]).astype(dtype)
+            chunks.append(seq)
+            index[j] = (start, len(seq), n_notes, row, k)
+            start += len(seq)
+        flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
+        flat.tofile(tmp / f"{split}.bin")
+        np.save(tmp / f"{split}.index.npy", index, allow_pickle=False)
+        tokens_per_split[split] = int(len(flat))
+    with open(tmp / "manifest.jsonl", "w") as f:
+        for rec in records:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed")}
+    stats = {
+        "melodylm_version": __version__,
+        "dataset_version": DATASET_VERSION,
+        "files": len(records),
+        **counts,
+        "tunes": {s: int(sum(k == 0 for _, _, _, k in per_split[s])) for s in SPLITS},
+        "sequences": {s: len(per_split[s]) for s in SPLITS},
+        "tokens": tokens_per_split,
+        "notes": {s: int(sum(n for _, n, _, _ in per_split[s])) for s in SPLITS},
+        "vocab_size": tok.vocab_size,
+        "base_vocab_size": tok.base_vocab_size,
+        "dtype": np.dtype(dtype).name,
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "out_dir", "workers", "force")},
+        "tokenizer": tok.fingerprint(),
+    }
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r["status"] != "ok":
+            key = r["reason"].split(":")[0].split(" (")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    return {"files": len(records), **counts, "tokens": tokens_per_split,
+            "tunes": stats["tunes"], "vocab_size": tok.vocab_size, "reasons": reasons,
+            "seconds": round(time.time() - t0, 2)}
+
+
+# --- reading a dataset -------------------------------------------------------------------------
+class Split:
+    """One split: a memory-mapped token array and its per-tune index."""
+
+    def __init__(self, data_dir: Path, name: str, dtype: str):
+        self.name = name
+        path = data_dir / f"{name}.bin"
+        self.index = np.load(data_dir / f"{name}.index.npy", allow_pickle=False)
+        size = path.stat().st_size
+        self.tokens = np.memmap(path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def tune(self, i: int) -> np.ndarray:
+        """Model ids of tune ``i`` including BOS and EOS."""
+        row = self.index[i]
+        return np.asarray(self.tokens[row["start"]:row["start"] + row["length"]], dtype=np.int64)
+
+    def originals(self) -> np.ndarray:
+        """Row numbers of the untransposed tunes."""
+        return np.flatnonzero(self.index["transpose"] == 0)
+
+
+class Dataset:
+    """A dataset folder made by :func:`tokenize`, checked on open."""
+
+    def __init__(self, data_dir: str | Path):
+        self.dir = Path(data_dir)
+        if not self.dir.is_dir():
+            raise DataError(f"dataset folder {self.dir} not found: run `melodylm tokenize` first "
+                            f"(or `melodylm tokenize -o {self.dir}`)")
+        if not (self.dir / "COMPLETE").exists():
+            if (self.dir / "tokenizer.json").exists():
+                raise DataError(f"{self.dir} is an incomplete dataset (an interrupted build?): "
+                                "re-run `melodylm tokenize --force`")
+            raise DataError(f"{self.dir} is not a dataset folder made by `melodylm tokenize`")
+        try:
+            self.stats = json.loads((self.dir / "stats.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise DataError(f"{self.dir}/stats.json is missing or broken: re-run `melodylm tokenize --force`") from None
+        if self.stats.get("dataset_version") != DATASET_VERSION:
+            raise DataError(f"{self.dir} has dataset format {self.stats.get('dataset_version')}; this melodylm "
+                            f"reads {DATASET_VERSION}: re-run `melodylm tokenize --force`")
+        self.tokenizer = MelodyTokenizer.load(self.dir / "tokenizer.json")
+        self._splits: dict[str, Split] = {}
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise UserError(f"--split {name!r}: choose one of {', '.join(SPLITS)}")
+        if name not in self._splits:
+            try:
+                self._splits[name] = Split(self.dir, name, self.stats["dtype"])
+            except (OSError, ValueError) as e:
+                raise DataError(f"{self.dir}: cannot read split {name!r} ({e}); re-run `melodylm tokenize --force`") from None
+        return self._splits[name]
+
+    def manifest(self) -> list[dict]:
+        with open(self.dir / "manifest.jsonl") as f:
+            return [json.loads(line) for line in f]
+
+    def fingerprint(self) -> str:
+        """Hash of the tokenizer and token arrays: which data a model was trained on."""
+        h = hashlib.sha1()
+        h.update((self.dir / "tokenizer.json").read_bytes())
+        for s in SPLITS:
+            h.update((self.dir / f"{s}.index.npy").read_bytes())
+            with open(self.dir / f"{s}.bin", "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+        return h.hexdigest()[:16]
+
+    def base_tunes(self, split: str, originals_only: bool = True) -> list[np.ndarray]:
+        """Base-token sequences (no BOS/EOS, subwords undone) of a split."""
+        sp = self.split(split)
+        rows = sp.originals() if originals_only else range(len(sp))
+        tok = self.tokenizer
+        return [tok.decode_ids(sp.tune(i)[1:-1]) for i in rows]
+
+    def detokenize(self, split: str, index: int, out: str | Path) -> Path:
+        """Write tune ``index`` of ``split`` back to a MIDI file."""
+        sp = self.split(split)
+        if not 0 <= index < len(sp):
+            raise UserError(f"--index {index} is out of range: split {split!r} has {len(sp)} tunes (0..{len(sp) - 1})")
+        base = self.tokenizer.decode_ids(sp.tune(index)[1:-1])
+        score = self.tokenizer.decode_score(base)
+        out = Path(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            score.dump_midi(str(out))
+        except OSError as e:
+            raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+        return out

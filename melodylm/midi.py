@@ -1,0 +1,272 @@
+"""Reading MIDI safely, choosing the melody, transposing.
+
+Everything here works on :class:`symusic.Score` objects and plain numpy note arrays, never torch.
+A *melody* is a one-track score at the source file's resolution, with the source's tempo, time
+and key signatures. :func:`load_melody` is the single entry point the dataset code uses; it never
+raises for a bad file, it returns a :class:`Melody` with ``status`` and ``reason`` set instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MELODY_MODES = ("auto", "skyline", "all")  # plus "track:N"
+# Track names that announce the melody in files from notation programs and DAWs.
+_MELODY_NAME = re.compile(r"melod|vocal|voice|lead|solo|tune|sing|lyric|theme", re.I)
+
+# Defaults for what a single file may contain before it is skipped as absurd.
+MAX_FILE_MB = 16.0
+MAX_NOTES = 20_000  # notes in the chosen melody
+MAX_BEATS = 20_000  # about 2 hours at 160 bpm; more is not a melody
+
+
+@dataclass
+class Melody:
+    """The chosen melody of one file, or why there is none."""
+
+    path: str
+    status: str = "ok"  # ok | skipped | failed
+    reason: str = ""
+    score: object | None = None  # symusic.Score with exactly one track, or None
+    n_notes: int = 0
+    info: dict = field(default_factory=dict)  # what was chosen and what was dropped
+
+
+def note_array(track) -> np.ndarray:
+    """Notes of a symusic track as an (N, 3) int64 array of (time, duration, pitch), sorted."""
+    arr = track.notes.numpy()
+    out = np.stack([arr["time"], arr["duration"], arr["pitch"]], axis=1).astype(np.int64)
+    if len(out):
+        out = out[np.lexsort((out[:, 2], out[:, 0]))]
+    return out
+
+
+def polyphony_ratio(notes: np.ndarray) -> float:
+    """Share of notes that start while an earlier note of the same track still sounds."""
+    if len(notes) < 2:
+        return 0.0
+    ends = np.maximum.accumulate(notes[:, 0] + notes[:, 1])
+    return float(np.mean(notes[1:, 0] < ends[:-1]))
+
+
+def skyline(notes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Reduce notes to one line: the highest sounding note wins.
+
+    At each onset only the highest note is kept; a kept note that starts while a lower kept note
+    sounds cuts that note short, a note that starts under a higher sounding note is dropped.
+    Returns the monophonic notes and how many notes were dropped.
+    """
+    kept: list[list[int]] = []
+    dropped = 0
+    for t, d, p in notes.tolist():
+        if d <= 0:
+            dropped += 1
+            continue
+        if kept:
+            pt, pd, pp = kept[-1]
+            if t == pt:  # same onset: keep the higher one
+                if p > pp:
+                    kept[-1] = [t, d, p]
+                dropped += 1
+                continue
+            if t < pt + pd:  # overlap
+                if p > pp:
+                    kept[-1][1] = t - pt
+                else:
+                    dropped += 1
+                    continue
+        kept.append([t, d, p])
+    out = np.array(kept, dtype=np.int64).reshape(-1, 3)
+    return out, dropped
+
+
+def content_hash(notes: np.ndarray, tpq: int, relative_pitch: bool = False) -> str:
+    """Hash of the note content (onsets and durations in beats, pitches), independent of file bytes.
+
+    Two files with the same melody get the same hash, so the split can keep them together. With
+    ``relative_pitch`` the hash is transposition-invariant (pitches relative to the lowest).
+    """
+    if len(notes):
+        rel = notes.copy()
+        rel[:, 0] -= rel[0, 0]
+        if relative_pitch:
+            rel[:, 2] -= rel[:, 2].min()
+        beats = np.round(rel[:, :2] * (96.0 / tpq)).astype(np.int64)  # 96 per beat covers common grids
+        data = np.concatenate([beats, rel[:, 2:3]], axis=1).astype("<i8").tobytes()
+    else:
+        data = b""
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def choose_track(tracks: list, notes: list[np.ndarray]) -> tuple[int, str]:
+    """Index of the melody track among non-empty, non-drum tracks, and why it was chosen."""
+    candidates = [i for i, t in enumerate(tracks) if not t.is_drum and len(notes[i])]
+    named = [i for i in candidates if _MELODY_NAME.search(tracks[i].name or "")]
+    if named:
+        return named[0], f"named {tracks[named[0]].name!r}"
+    mono = [i for i in candidates if polyphony_ratio(notes[i]) <= 0.25]
+    pool = mono or candidates
+    best = max(pool, key=lambda i: (float(np.mean(notes[i][:, 2])), len(notes[i])))
+    why = "highest mostly-monophonic track" if mono else "highest track (none is monophonic)"
+    return best, why
+
+
+def load_melody(
+    path: str | Path,
+    mode: str = "auto",
+    max_notes: int = MAX_NOTES,
+    max_file_mb: float = MAX_FILE_MB,
+    max_beats: int = MAX_BEATS,
+) -> Melody:
+    """Read a MIDI file and pick its melody. Never raises for a bad file.
+
+    ``mode``: ``auto`` (melody track reduced by skyline), ``skyline`` (all non-drum tracks merged
+    and reduced to their top line), ``track:N`` (track N, reduced by skyline), ``all`` (all
+    non-drum tracks merged, polyphony kept as chords).
+    """
+    import symusic
+
+    path = str(path)
+    mel = Melody(path=path)
+    try:
+        size = Path(path).stat().st_size
+    except OSError as e:
+        mel.status, mel.reason = "failed", f"cannot read file: {e.strerror or e}"
+        return mel
+    if size == 0:
+        mel.status, mel.reason = "failed", "empty file (0 bytes)"
+        return mel
+    if size > max_file_mb * 1e6:
+        mel.status, mel.reason = "skipped", f"file is {size / 1e6:.1f} MB (limit --max-file-mb {max_file_mb:g})"
+        return mel
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"MThd":
+            if head[:4] == b"RIFF":
+                reason = "RIFF-wrapped MIDI (RMID) is not supported"
+            else:
+                reason = "not a MIDI file (no MThd header)"
+            mel.status, mel.reason = "failed", reason
+            return mel
+        score = symusic.Score(path)
+    except Exception as e:  # symusic raises RuntimeError/ValueError for malformed files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        mel.status, mel.reason = "failed", f"corrupt MIDI: {msg[:200]}"
+        return mel
+    return select_melody(score, mode, mel, max_notes=max_notes, max_beats=max_beats)
+
+
+def select_melody(score, mode: str, mel: Melody, max_notes: int = MAX_NOTES, max_beats: int = MAX_BEATS) -> Melody:
+    """Fill ``mel`` with the melody of ``score`` chosen by ``mode`` (see :func:`load_melody`)."""
+    import symusic
+
+    tpq = int(score.ticks_per_quarter)
+    if tpq <= 0:
+        mel.status, mel.reason = "failed", "invalid time division"
+        return mel
+    tracks = list(score.tracks)
+    notes = [note_array(t) for t in tracks]
+    non_drum = [i for i, t in enumerate(tracks) if not t.is_drum and len(notes[i])]
+    info: dict = {"mode": mode, "tracks": len(tracks)}
+    if not any(len(n) for n in notes):
+        mel.status, mel.reason = "skipped", "no notes"
+        return mel
+    if not non_drum:
+        mel.status, mel.reason = "skipped", "drums only"
+        return mel
+    if mode == "auto":
+        idx, why = choose_track(tracks, notes)
+        chosen, used = notes[idx], [idx]
+        info.update(track=idx, track_name=tracks[idx].name, why=why)
+    elif mode.startswith("track:"):
+        try:
+            idx = int(mode.split(":", 1)[1])
+        except ValueError:
+            mel.status, mel.reason = "failed", f"bad melody mode {mode!r}"
+            return mel
+        if not 0 <= idx < len(tracks) or not len(notes[idx]):
+            mel.status, mel.reason = "skipped", f"track {idx} does not exist or has no notes ({len(tracks)} tracks)"
+            return mel
+        chosen, used = notes[idx], [idx]
+        info.update(track=idx, track_name=tracks[idx].name)
+    elif mode in ("skyline", "all"):
+        used = non_drum
+        chosen = np.concatenate([notes[i] for i in used])
+        chosen = chosen[np.lexsort((chosen[:, 2], chosen[:, 0]))]
+    else:
+        mel.status, mel.reason = "failed", f"bad melody mode {mode!r}"
+        return mel
+    info["dropped_tracks"] = [i for i in range(len(tracks)) if i not in used and len(notes[i])]
+    info["dropped_track_notes"] = int(sum(len(notes[i]) for i in info["dropped_tracks"]))
+    if mode == "all":
+        valid = chosen[:, 1] > 0
+        dropped = int((~valid).sum())
+        chosen = chosen[valid]
+        # identical overlapping notes (same onset and pitch) would decode as one: keep one
+        _, first = np.unique(chosen[:, [0, 2]], axis=0, return_index=True)
+        dropped += len(chosen) - len(first)
+        chosen = chosen[np.sort(first)]
+    else:
+        chosen, dropped = skyline(chosen)
+    info["dropped_notes"] = int(dropped)
+    if not len(chosen):
+        mel.status, mel.reason = "skipped", "no notes with positive duration"
+        return mel
+    if len(chosen) > max_notes:
+        mel.status, mel.reason = "skipped", f"{len(chosen)} notes in the melody (limit --max-notes {max_notes})"
+        return mel
+    end_beats = float(chosen[:, 0].max() + chosen[:, 1].max()) / tpq
+    if end_beats > max_beats:
+        mel.status, mel.reason = "skipped", f"{end_beats:.0f} beats long (limit --max-beats {max_beats})"
+        return mel
+
+    out = symusic.Score(tpq)
+    for ts in score.time_signatures:
+        if ts.numerator > 0 and ts.denominator > 0:
+            out.time_signatures.append(symusic.TimeSignature(ts.time, ts.numerator, ts.denominator))
+    for tp in score.tempos:
+        out.tempos.append(symusic.Tempo(tp.time, tp.qpm))
+    for ks in score.key_signatures:
+        out.key_signatures.append(symusic.KeySignature(ks.time, ks.key, ks.tonality))
+    src = tracks[used[0]]
+    out.tracks.append(make_track(chosen, name=src.name or "melody", program=src.program))
+    info["hash"] = content_hash(chosen, tpq)
+    info["shape_hash"] = content_hash(chosen, tpq, relative_pitch=True)
+    mel.score, mel.n_notes, mel.info = out, int(len(chosen)), info
+    return mel
+
+
+def make_track(notes: np.ndarray, name: str = "melody", program: int = 0, velocity: int = 90):
+    """A symusic track from an (N, 3) array of (time, duration, pitch) in ticks."""
+    import symusic
+
+    track = symusic.Track(name=name, program=int(program), is_drum=False)
+    n = len(notes)
+    track.notes = symusic.Note.from_numpy(
+        notes[:, 0].astype(np.int32), notes[:, 1].astype(np.int32), notes[:, 2].astype(np.int8),
+        np.full(n, velocity, dtype=np.int8),
+    )
+    return track
+
+
+def transpose(score, semitones: int, pitch_range: tuple[int, int]):
+    """A copy of a one-track score shifted by ``semitones``; notes leaving ``pitch_range`` are dropped.
+
+    ``pitch_range`` is half-open ``[low, high)`` like miditok's. Returns (score, dropped_count).
+    """
+    out = score.copy()
+    lo, hi = pitch_range
+    dropped = 0
+    for i, tr in enumerate(score.tracks):
+        notes = note_array(tr)
+        notes[:, 2] += semitones
+        keep = (notes[:, 2] >= lo) & (notes[:, 2] < hi)
+        dropped += int((~keep).sum())
+        out.tracks[i] = make_track(notes[keep], name=tr.name, program=tr.program)
+    return out, dropped
