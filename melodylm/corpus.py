@@ -26,6 +26,7 @@ music21 is an optional dependency (``pip install 'melodylm[music21]'``) and is i
 from __future__ import annotations
 
 import csv
+import hashlib
 import multiprocessing
 import os
 import re
@@ -181,13 +182,14 @@ def _note_tie(note, chord) -> str | None:
     return tie.type if tie is not None else None
 
 
-def melody_from_score(score, title: str = "") -> Melody:
+def melody_from_score(score, title: str = "", title_from_part: bool = False) -> Melody:
     """Extract the melody of a music21 score (or part) as tick-exact note events.
 
     Chords keep all their notes (choosing one line is the tokenizer's job). Grace notes are
     dropped and counted. Notes are merged only when the first is tied and the next has the same
     pitch and starts exactly where it ends; a tie mark between different pitches is a slur and
-    both notes stay.
+    both notes stay. The title is the score's, else the melody part's name if
+    ``title_from_part`` (MIDI files keep it in the track name), else ``title``.
     """
     from music21 import key, meter, tempo
 
@@ -195,7 +197,8 @@ def melody_from_score(score, title: str = "") -> Melody:
     if part is None:
         raise ValueError("no notes")
     md = getattr(score, "metadata", None)
-    title = (md.title if md is not None and md.title else "") or title
+    part_name = (part.partName or "") if title_from_part else ""
+    title = (md.bestTitle if md is not None and md.bestTitle else "") or part_name.strip() or title
 
     notes: list[list[int]] = []  # [onset, end, pitch, velocity]
     open_ties: dict[int, int] = {}  # pitch -> index in notes of a note whose tie continues
@@ -320,7 +323,10 @@ def _convert(job: _Job, out_dir: str) -> list[dict[str, Any]]:
             if job.text is not None:
                 parsed = music21.converter.parse(job.text, format="abc", forceSource=True)
             else:
-                parsed = music21.converter.parse(job.path, forceSource=True)
+                # music21 snaps MIDI onsets to 1/4 and 1/3 beats by default, which moves
+                # dotted-sixteenth rhythms; MIDI timing is already exact, so keep it.
+                extra = {"quantizePost": False} if job.kind == "midi" else {}
+                parsed = music21.converter.parse(job.path, forceSource=True, **extra)
     except Exception as e:  # noqa: BLE001 - any parser error fails this tune only
         return [_row(job, max(job.index, 1), title=fallback, status="failed", reason=_reason(e))]
 
@@ -333,14 +339,16 @@ def _convert(job: _Job, out_dir: str) -> list[dict[str, Any]]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                melody = melody_from_score(score, title=fallback or f"{job.stem} {index}")
+                default = job.stem if len(scores) == 1 else f"{job.stem} {index}"
+                melody = melody_from_score(score, title=fallback or default, title_from_part=job.kind == "midi")
             write_midi(melody, Path(out_dir) / name)
         except Exception as e:  # noqa: BLE001
             rows.append(_row(job, index, title=fallback, status="failed", reason=_reason(e)))
             continue
         reason = f"dropped {melody.n_grace} grace notes" if melody.n_grace else ""
-        rows.append(_row(job, index, file=name, title=melody.title, reason=reason,
-                         n_notes=len(melody.notes)))
+        row = _row(job, index, file=name, title=melody.title, reason=reason, n_notes=len(melody.notes))
+        row["_digest"] = hashlib.sha1(repr(melody.notes).encode()).hexdigest()
+        rows.append(row)
     if not scores:
         rows.append(_row(job, max(job.index, 1), title=fallback, status="failed", reason="no scores in file"))
     return rows
@@ -430,7 +438,8 @@ def import_corpus(sources: list[Path], out_dir: Path, workers: int | None = None
     process. Refuses a non-empty ``out_dir`` unless ``force``.
 
     Returns a summary: ``tunes``, ``ok``, ``failed``, ``files`` (written), ``out_dir``,
-    ``manifest``, ``seconds`` and ``failures`` (up to 20 ``(source, index, reason)``).
+    ``duplicates`` (tunes whose notes equal an earlier tune's; written, and named in the
+    manifest's reason), ``manifest``, ``seconds`` and ``failures`` (up to 20 ``(source, index, reason)``).
     """
     _music21()  # fail early, before touching the output folder
     from tqdm import tqdm
@@ -461,6 +470,20 @@ def import_corpus(sources: list[Path], out_dir: Path, workers: int | None = None
     finally:
         bar.close()
 
+    # Collections repeat tunes (music21's O'Neill has alternative transcriptions side by side).
+    # Identical note lists are kept but named, so a dataset split can keep copies together.
+    first: dict[str, str] = {}
+    n_dup = 0
+    for r in rows:
+        digest = r.pop("_digest", None)
+        if digest is None:
+            continue
+        if digest in first:
+            n_dup += 1
+            r["reason"] = "; ".join(filter(None, [r["reason"], f"same notes as {first[digest]}"]))
+        else:
+            first[digest] = r["file"]
+
     _write_manifest(rows, out_dir / MANIFEST_NAME)
     failed = [r for r in rows if r["status"] != "ok"]
     return {
@@ -468,6 +491,7 @@ def import_corpus(sources: list[Path], out_dir: Path, workers: int | None = None
         "ok": len(rows) - len(failed),
         "failed": len(failed),
         "files": sum(1 for r in rows if r["file"]),
+        "duplicates": n_dup,
         "out_dir": str(out_dir),
         "manifest": str(out_dir / MANIFEST_NAME),
         "seconds": round(time.perf_counter() - t0, 1),
