@@ -205,6 +205,7 @@ class MelodyTokenizer:
 
         specials = [self._char(i) for i in (self.pad_id_base, self.bos_id_base, self.eos_id_base)]
         buf = io.BytesIO()
+        spm.set_random_generator_seed(seed)  # a process-wide setting: TrainerSpec has no seed field
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=sentences(), model_writer=buf, model_type=kind,
@@ -212,7 +213,7 @@ class MelodyTokenizer:
                 add_dummy_prefix=False, remove_extra_whitespaces=False, split_by_whitespace=False,
                 split_by_unicode_script=False, max_sentencepiece_length=16, byte_fallback=False,
                 user_defined_symbols=specials, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-                hard_vocab_limit=False, random_seed=seed, num_threads=1,
+                hard_vocab_limit=False, num_threads=1,
                 max_sentence_length=1 << 16, minloglevel=2, train_extremely_large_corpus=False,
             )
         except RuntimeError as e:
