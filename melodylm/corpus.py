@@ -103,6 +103,23 @@ def split_abc(text: str) -> list[str]:
     return [header + text[a:b].rstrip() + "\n" for a, b in zip(starts, ends)]
 
 
+_L_OR_M_LINE = re.compile(r"^[LM]:", re.MULTILINE)
+_K_LINE = re.compile(r"^K:", re.MULTILINE)
+
+
+def default_unit_length(tune: str) -> str:
+    """Give a tune without ``L:`` and ``M:`` the ABC standard's default unit length, 1/8.
+
+    music21 derives the unit from ``M:`` when ``L:`` is missing (ABC 2.1, section 3.1.7), but
+    rejects a tune that has neither, though the standard says 1/8 then.
+    """
+    if _L_OR_M_LINE.search(tune):
+        return tune
+    k = _K_LINE.search(tune)
+    at = k.start() if k else len(tune)
+    return tune[:at] + "L:1/8\n" + tune[at:]
+
+
 def _abc_title(tune: str) -> str:
     """First ``T:`` field of an ABC tune, without parsing it (for tunes that fail to parse)."""
     m = _T_LINE.search(tune)
@@ -321,7 +338,7 @@ def _convert(job: _Job, out_dir: str) -> list[dict[str, Any]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # music21 warns per odd bar; the manifest has what matters
             if job.text is not None:
-                parsed = music21.converter.parse(job.text, format="abc", forceSource=True)
+                parsed = music21.converter.parse(default_unit_length(job.text), format="abc", forceSource=True)
             else:
                 # music21 snaps MIDI onsets to 1/4 and 1/3 beats by default, which moves
                 # dotted-sixteenth rhythms; MIDI timing is already exact, so keep it.
