@@ -159,6 +159,58 @@ def _cmd_corpus(args) -> int:
     return 0
 
 
+def _register_train(sub) -> None:
+    p = _add(sub, "train", "train an LSTM, bi-LSTM or GPT on a token dataset",
+             "melodylm train data/default --arch gpt --size small --max-time 600 -o checkpoints/gpt-small")
+    p.add_argument("data_dir", nargs="?", default=None, help="dataset folder (default: data/default)")
+    p.add_argument("-o", "--out", default=None, help="run folder (default: checkpoints/<arch>-<date>-<time>)")
+    p.add_argument("--arch", default=None, help="lstm | bilstm | gpt (default gpt)")
+    p.add_argument("--size", default=None, help="tiny | small | base model preset (default small)")
+    p.add_argument("--config", default=None, help="TOML or JSON file of training keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set n_layer=6 --set dropout=0.2")
+    for flag, kind, helptext in (
+        ("--batch-size", int, "sequences per step per process"), ("--grad-accum", int, "micro-batches per step"),
+        ("--lr", float, "peak learning rate"), ("--max-steps", int, "optimizer steps"),
+        ("--max-epochs", float, "passes over the training tokens"),
+        ("--max-time", float, "seconds of training"), ("--eval-interval", int, "steps between evaluations"),
+        ("--patience", int, "evaluations without improvement before stopping"),
+        ("--seed", int, "random seed"), ("--block-size", int, "context length in tokens"),
+        ("--device", str, "auto | cpu | cuda | cuda:N | mps"), ("--precision", str, "auto | fp32 | bf16 | fp16")):
+        p.add_argument(flag, type=kind, default=None, help=helptext)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--resume", action="store_true", help="continue the run in -o from its last.pt")
+    p.add_argument("--force", action="store_true", help="start over in an existing run folder")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from melodylm.train import TrainConfig, load_config_file, parse_set, train
+
+    d: dict = load_config_file(args.config) if args.config else {}
+    flags = {"data_dir": args.data_dir, "out_dir": args.out, "arch": args.arch, "size": args.size,
+             "batch_size": args.batch_size, "grad_accum": args.grad_accum, "learning_rate": args.lr,
+             "max_steps": args.max_steps, "max_epochs": args.max_epochs, "max_time": args.max_time,
+             "eval_interval": args.eval_interval, "patience": args.patience, "seed": args.seed,
+             "device": args.device, "precision": args.precision, "compile": args.compile,
+             "block_size": args.block_size}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    d.update(parse_set(args.set))
+    if args.resume and not d.get("out_dir"):
+        raise UserError("--resume needs -o RUN_FOLDER (the run to continue)")
+    cfg = TrainConfig.from_dict(d)
+    summary = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
+    if int(__import__("os").environ.get("RANK", 0)) == 0:
+        print(f"{summary['steps']} steps, train loss {summary['train_loss']}, best val loss "
+              f"{summary['best_val_loss']} ({summary['stopped']}); {summary['tokens_per_s']:,.0f} tokens/s; "
+              f"checkpoint {summary['checkpoint']}", file=sys.stderr)
+        if args.json:
+            _print_json(summary)
+    return 130 if summary["stopped"] == "interrupted" else 0
+
+
 # @@SUBCOMMANDS@@
 
 
