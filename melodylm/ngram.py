@@ -1,6 +1,6 @@
 """Interpolated Kneser-Ney n-gram model over token ids: the yardstick beside neural models.
 
-The model follows ``nltk.lm.KneserNeyInterpolated`` (nltk 3.8-3.10) exactly for every word
+The model follows ``nltk.lm.KneserNeyInterpolated`` (checked against nltk 3.10) exactly for every word
 seen in training, and is built from count tables so that scoring a test split takes
 milliseconds instead of nltk's ~24 ms per token at order 5.
 
@@ -34,7 +34,7 @@ measured in ``tests/test_ngram.py``:
 * order 2: nltk gives ``<s>`` nothing, so the unseen share is extra mass and the sum is
   ``1 + G(c) / N1+(. .)`` where ``G(c) <= 1`` is the product of the ``gamma``'s;
 * the first prediction of a tune (context all ``<s>``): nltk's own distribution there sums
-  to slightly more than 1 (by about ``d**2 / number_of_tunes``), because at order ``n - 1``
+  to slightly more than 1 (by at most ``d**2 / number_of_tunes``), because at order ``n - 1``
   the context ``<s>...<s>`` counts ``<s>`` among its followers but ``<s>`` is never preceded
   there. We keep nltk's numbers.
 
@@ -54,8 +54,8 @@ import numpy as np
 BOS = "<s>"
 EOS = "</s>"
 
-# Internal symbols: <s> and </s> first, then token t as t + 2. Keeping <s> at 0 makes the
-# "all <s>" contexts the smallest keys, which helps nothing but reading dumps.
+# Internal symbols: <s> and </s> take 0 and 1 and token t becomes t + 2, so the padding can
+# never collide with a token id whatever the vocabulary size.
 _BOS, _EOS, _OFFSET = 0, 1, 2
 _FORMAT = 1  # bump when the to_dict layout changes
 
@@ -123,6 +123,10 @@ class KneserNey:
             raise ValueError(f"token id >= vocab_size={self.vocab_size} in training data")
         B = self.vocab_size + _OFFSET
         self._B = B
+        n_symbols = sum(len(t) for t in tunes) + 2 * (n - 1) * len(tunes)
+        if n_symbols * B >= 2**62:
+            # Keys are rank(prefix) * B + symbol with rank < n_symbols: keep them in int64.
+            raise ValueError(f"corpus too large for int64 n-gram keys: {n_symbols} symbols x vocab {B}")
 
         bos = np.full(n - 1, _BOS, dtype=np.int64)
         eos = np.full(n - 1, _EOS, dtype=np.int64)
