@@ -211,6 +211,41 @@ def _cmd_train(args) -> int:
     return 130 if summary["stopped"] == "interrupted" else 0
 
 
+def _register_evaluate(sub) -> None:
+    p = _add(sub, "evaluate", "score a checkpoint on a split: bits per note beside a 5-gram baseline",
+             "melodylm evaluate checkpoints/gpt-small/best.pt data/default --split test --json")
+    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("data_dir", nargs="?", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--split", default="test", help="train | val | test (default test)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--baseline-order", type=int, default=5, help="n-gram order of the baseline; 0 = none")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from melodylm.evaluate import evaluate
+
+    if args.baseline_order < 0 or args.baseline_order == 1:
+        raise UserError("--baseline-order must be 0 (none) or >= 2")
+    r = evaluate(args.checkpoint, args.data_dir, args.split, args.device, args.baseline_order,
+                 progress=not args.no_progress)
+    b = r.get("baseline")
+    print(f"{r['arch']} on {r['data_dir']}:{r['split']} ({r['tunes']} tunes, {r['notes']} notes, {r['tokens']} tokens)",
+          file=sys.stderr)
+    print(f"  model      : {r['bits_per_note']:.3f} bits/note  {r['bits_per_token']:.3f} bits/token  "
+          f"ppl {r['perplexity']:.2f}  acc {r['accuracy']:.3f}", file=sys.stderr)
+    if b:
+        print(f"  {b['order']}-gram KN : {b['bits_per_note']:.3f} bits/note  {b['bits_per_token']:.3f} bits/token  "
+              f"ppl {b['perplexity']:.2f}  (ratio model/baseline {r['bits_per_note'] / b['bits_per_note']:.2f})",
+              file=sys.stderr)
+    if args.json:
+        _print_json({k: r[k] for k in ("loss", "perplexity", "bits_per_token", "bits_per_note", "accuracy",
+                                        "tunes", "tokens", "notes", "split", "checkpoint")} | {"baseline": b})
+    return 0
+
+
 # @@SUBCOMMANDS@@
 
 
