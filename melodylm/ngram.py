@@ -305,7 +305,10 @@ class KneserNey:
     @property
     def signature(self) -> str:
         """One line that says how scores from this model were made."""
-        return f"kneser-ney-interpolated|order:{self.order}|discount:{self.discount}|vocab:{self.vocab_size}|unseen:uniform-1/N1+(..)"
+        return (
+            f"kneser-ney-interpolated|order:{self.order}|discount:{self.discount}"
+            f"|vocab:{self.vocab_size}|unseen:uniform-1/N1+(..)"
+        )
 
     def __repr__(self) -> str:
         return f"KneserNey(order={self.order}, discount={self.discount}, vocab_size={self.vocab_size})"
