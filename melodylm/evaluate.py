@@ -78,23 +78,27 @@ def summarise(total_nats: float, n_tokens: int, n_notes: int, n_correct: int | N
     return out
 
 
-def ngram_baseline(data: Dataset, split: str, order: int = 5) -> dict:
+# nltk's default discount (0.1) makes higher orders *worse* on melody tokens (order 5: 5.29 bits
+# per note on O'Neill against 3.81 with 0.75); a yardstick should be strong, so we use the
+# customary 0.75 and print it in the signature.
+BASELINE_DISCOUNT = 0.75
+
+
+def ngram_baseline(data: Dataset, split: str, order: int = 5, discount: float = BASELINE_DISCOUNT) -> dict:
     """Kneser-Ney n-gram of the given order trained on the training split, scored on ``split``."""
     from melodylm.ngram import KneserNey
 
     train = data.split("train")
-    lm = KneserNey(order=order, vocab_size=data.tokenizer.vocab_size)
+    lm = KneserNey(order=order, discount=discount, vocab_size=data.tokenizer.vocab_size)
     lm.fit(train.tune(i)[1:-1].tolist() for i in range(len(train)))
     sp = data.split(split)
-    total, n_tok, n_notes = 0.0, 0, 0
-    for i in sp.originals():
-        seq = sp.tune(i)[1:-1]
-        lps = lm.logprobs(seq.tolist())  # tokens and the end of the tune
-        total -= float(np.sum(lps))
-        n_tok += len(lps)
-        n_notes += int(sp.index[i]["n_notes"])
+    rows = sp.originals()
+    all_lps = lm.logprobs_many([sp.tune(i)[1:-1].tolist() for i in rows])  # tokens and the end of each tune
+    total = -float(sum(float(np.sum(lp)) for lp in all_lps))
+    n_tok = sum(len(lp) for lp in all_lps)
+    n_notes = int(sum(int(sp.index[i]["n_notes"]) for i in rows))
     res = summarise(total, n_tok, n_notes)
-    res["order"] = order
+    res.update(order=order, discount=discount, signature=lm.signature)
     return res
 
 
