@@ -388,10 +388,19 @@ def _source_files(sources: Iterable[Path]) -> list[tuple[Path, str]]:
                 raise UserError(f"{src}: folder has no {'/'.join(sorted(SUFFIXES))} files")
             found += [(p, (Path(src.name) / p.relative_to(src)).as_posix()) for p in files]
         elif src.suffix.lower() in SUFFIXES:
-            found.append((src, src.name))
+            found.append((src, src.as_posix()))
         else:
             raise UserError(f"{src}: unknown format; importable suffixes are {', '.join(sorted(SUFFIXES))}")
     return found
+
+
+def _read_text(path: Path) -> str:
+    # ABC files from before UTF-8 was common are Latin-1; decoding cannot fail with it.
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _jobs(sources: Iterable[Path]) -> list[_Job]:
@@ -407,7 +416,7 @@ def _jobs(sources: Iterable[Path]) -> list[_Job]:
         used.add(stem.lower())
         kind = SUFFIXES[path.suffix.lower()]
         if kind == "abc":
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read_text(path)
             jobs += [_Job(shown, str(path), kind, stem, i, tune)
                      for i, tune in enumerate(split_abc(text), start=1)]
         else:
