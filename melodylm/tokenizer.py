@@ -77,9 +77,35 @@ class TokenizerSettings:
             use_time_signatures=self.use_time_signatures and self.scheme != "Structured",
             use_tempos=False,
             use_programs=False,
+            # Without Program tokens every track decodes as program 0; miditok's MIDILike decoder
+            # builds a pitch table per listed program (129 by default, ~15 ms per tune). The
+            # vocabulary and the tokens do not depend on this list when use_programs is off.
+            programs=[0],
             special_tokens=list(SPECIAL),
             time_signature_range={k: list(v) for k, v in self.time_signatures},
         )
+
+
+def may_hold_chords(score, beat_res: int) -> bool:
+    """Whether miditok's chord detection could find a chord in ``score``.
+
+    miditok groups notes whose onsets lie within one grid step (1/``beat_res`` beat, after
+    quantising onsets by at most half a step) and needs three of them for a chord. If every three
+    consecutive onsets of every track span more than three steps of the coarsest beat in the
+    score, no group can reach three notes. The beat is taken as the longest of a quarter note and
+    the beats of all time signatures, so the test errs towards running the detection.
+    """
+    tpq = int(score.ticks_per_quarter)
+    dens = [int(ts.denominator) for ts in score.time_signatures if ts.denominator > 0]
+    beat = tpq * 4 / min(dens + [4])
+    limit = 3 * beat / beat_res
+    for track in score.tracks:
+        if len(track.notes) < 3:
+            continue
+        onsets = np.sort(track.notes.numpy()["time"].astype(np.int64))
+        if np.any(onsets[2:] - onsets[:-2] <= limit):
+            return True
+    return False
 
 
 @dataclass
@@ -147,7 +173,17 @@ class MelodyTokenizer:
     # --- MIDI <-> base tokens -------------------------------------------------------------------
     def encode_score(self, score) -> np.ndarray:
         """Base-token ids of a one-track melody score (no BOS/EOS)."""
-        seq = self.base.encode(score)
+        cfg = self.base.config
+        # Chord detection is ~40% of miditok's encode time and finds nothing in a melody whose
+        # onsets are spread out: skip it then (same tokens, checked against plain miditok in tests).
+        skip_chords = cfg.use_chords and not may_hold_chords(score, self.base._first_beat_res)
+        if skip_chords:
+            cfg.use_chords = False
+        try:
+            seq = self.base.encode(score)
+        finally:
+            if skip_chords:
+                cfg.use_chords = True
         if isinstance(seq, list):  # miditok returns one sequence per track
             seq = seq[0] if seq else None
         if seq is None:
