@@ -218,6 +218,9 @@ class MelodyTokenizer:
         import sentencepiece as spm
 
         self._sp = spm.SentencePieceProcessor(model_proto=model)
+        unk = self._sp.unk_id()
+        # piece text per id, "" for the unknown piece, so decoding is a table look-up
+        self._pieces = ["" if i == unk else self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
 
     def train_subwords(self, sequences, kind: str, vocab_size: int, seed: int = 0) -> None:
         """Learn sentencepiece subwords over base-token sequences (the training split)."""
@@ -257,24 +260,30 @@ class MelodyTokenizer:
         self.subword, self.sp_model = kind, buf.getvalue()
         self._load_sp(self.sp_model)
 
+    def _text(self, base_ids: np.ndarray) -> str:
+        """The base ids as one string of ``chr(CHAR_BASE + id)`` characters."""
+        return (np.asarray(base_ids, dtype=np.int64) + CHAR_BASE).astype("<u4").tobytes().decode("utf-32-le")
+
     def encode_ids(self, base_ids) -> np.ndarray:
         """Model ids of a base sequence: subword ids, or the base ids themselves."""
         base_ids = np.asarray(base_ids, dtype=np.int64)
         if self._sp is None:
             return base_ids
-        out: list[int] = []
-        for bar in self._bars(base_ids):
-            out.extend(self._sp.encode("".join(self._char(i) for i in bar)))
-        return np.asarray(out, dtype=np.int64)
+        text = self._text(base_ids)
+        cuts = np.flatnonzero(np.isin(base_ids, self._bar_ids))
+        bounds = [0, *cuts[cuts > 0].tolist(), len(text)]
+        bars = [text[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        pieces = self._sp.encode(bars) if bars else []
+        return np.fromiter((i for bar in pieces for i in bar), dtype=np.int64)
 
     def decode_ids(self, ids) -> np.ndarray:
         """Base ids of model ids (inverse of :meth:`encode_ids`); unknown pieces are dropped."""
         ids = np.asarray(ids, dtype=np.int64)
         if self._sp is None:
             return ids
-        unk = self._sp.unk_id()
-        chars = "".join(self._sp.id_to_piece(int(i)) for i in ids if int(i) != unk and 0 <= i < self.vocab_size)
-        return np.fromiter((ord(c) - CHAR_BASE for c in chars), dtype=np.int64)
+        table = self._pieces
+        chars = "".join([table[i] for i in ids.tolist() if 0 <= i < len(table)])
+        return np.frombuffer(chars.encode("utf-32-le"), dtype="<u4").astype(np.int64) - CHAR_BASE
 
     # --- serialization ------------------------------------------------------------------------
     def to_dict(self) -> dict:
