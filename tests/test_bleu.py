@@ -1,0 +1,286 @@
+"""melodylm.metrics.bleu against nltk 3.10: same numbers (|delta| <= 1e-12), same types.
+
+Tables of (inputs, options) on random token data with a small vocabulary (so that n-grams
+match), very short and empty hypotheses, repeated halves (like AABB tunes, so counts > 1
+matter), every smoothing method, zero weights, 9-gram weights, lists of weights and
+auto_reweigh; each counting strategy of the fast path is forced in turn.
+"""
+
+from __future__ import annotations
+
+import glob
+import random
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nltk.translate import bleu_score as nltk_bleu
+
+from melodylm.errors import UserError
+from melodylm.metrics import bleu
+
+SMOOTH = nltk_bleu.SmoothingFunction()
+CUSTOM = (0, 1 / 12, 1 / 12, 1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 12, 1 / 12)
+WEIGHTS = {
+    "bleu4": (0.25, 0.25, 0.25, 0.25),
+    "custom9": CUSTOM,
+    "zeros": (1, 0, 0, 0, 0, 0),
+    "trigram-only": (0, 0, 1),
+    "list": [(0.5, 0.5), (0.25, 0.25, 0.25, 0.25), CUSTOM],
+}
+# Each forces one counting strategy: (chunk tokens, direct-table cap, numpy threshold, precompute cap).
+KNOBS = {
+    "default": (1 << 19, 1 << 23, 50_000, 20_000_000),
+    "tiny-chunks-direct": (16, 1 << 23, 0, 0),
+    "tiny-chunks-sorted": (16, 0, 0, 0),
+    "precomputed-bsearch": (64, 50, 0, 10**9),
+}
+
+
+@pytest.fixture(params=list(KNOBS))
+def knobs(request, monkeypatch):
+    chunk, direct, numpy_min, precompute = KNOBS[request.param]
+    monkeypatch.setattr(bleu, "_CHUNK_TOKENS", chunk)
+    monkeypatch.setattr(bleu, "_DIRECT_MAX", direct)
+    monkeypatch.setattr(bleu, "_NUMPY_MIN_WORK", numpy_min)
+    monkeypatch.setattr(bleu, "_PRECOMPUTE_MAX", precompute)
+    return request.param
+
+
+def _seq(rng: random.Random, n: int, vocab: int = 4) -> list[int]:
+    s = [rng.randrange(vocab) for _ in range(n)]
+    if n >= 8 and rng.random() < 0.5:
+        s = s[: n // 2] * 2  # a repeated half: n-grams occur several times in one sequence
+    return s
+
+
+def _outcome(fn):
+    """The value, or the exception type (nltk raises for e.g. method6 on short input)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - we compare exception types with nltk's
+            return type(exc)
+
+
+def _assert_same(expected, got) -> None:
+    if isinstance(expected, type) or isinstance(got, type):
+        assert expected is got
+        return
+    assert type(got) is type(expected)  # nltk gives int 0 without matches, lists for lists
+    if isinstance(expected, list):
+        assert len(got) == len(expected)
+        for e, g in zip(expected, got):
+            _assert_same(e, g)
+    else:
+        assert abs(got - expected) <= 1e-12
+
+
+@pytest.mark.parametrize("method", range(8))
+@pytest.mark.parametrize("weights", list(WEIGHTS))
+def test_corpus_bleu_matches_nltk(method, weights, knobs):
+    rng = random.Random(f"{method}-{weights}-{knobs}")
+    sf = getattr(SMOOTH, f"method{method}")
+    w = WEIGHTS[weights]
+    for trial in range(3):
+        refs = [_seq(rng, rng.randint(0, 40)) for _ in range(rng.randint(1, 10))]
+        hyps = [_seq(rng, rng.choice([0, 1, 2, 3, 5, 9, 20, 40])) for _ in range(rng.randint(1, 6))]
+        shared = [refs] * len(hyps)
+        mixed = [rng.choice([refs, [_seq(rng, rng.randint(1, 25))]]) for _ in hyps]
+        for lor in (shared, mixed):
+            for ar in (False, True):
+                _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu(lor, hyps, w, sf, ar)),
+                             _outcome(lambda: bleu.corpus_bleu(lor, hyps, w, sf, ar)))
+
+
+@pytest.mark.parametrize("method", range(8))
+def test_sentence_bleu_and_reference_object_match_nltk(method, knobs):
+    rng = random.Random(f"s{method}-{knobs}")
+    sf = getattr(SMOOTH, f"method{method}")
+    for trial in range(3):
+        refs = [_seq(rng, rng.randint(1, 40)) for _ in range(rng.randint(1, 8))]
+        hyps = [_seq(rng, rng.choice([0, 1, 2, 4, 7, 15, 30])) for _ in range(5)]
+        ref_obj = bleu.BleuReference(refs, max_n=4)
+        for w in (WEIGHTS["bleu4"], CUSTOM, WEIGHTS["list"]):
+            expected = [_outcome(lambda: nltk_bleu.sentence_bleu(refs, h, w, sf)) for h in hyps]
+            for h, e in zip(hyps, expected):
+                _assert_same(e, _outcome(lambda: bleu.sentence_bleu(refs, h, w, sf)))
+                _assert_same(e, _outcome(lambda: ref_obj.sentence_bleu(h, w, sf)))
+            if not any(isinstance(e, type) for e in expected):
+                _assert_same(expected, ref_obj.sentence_scores(hyps, w, sf))
+            _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs] * len(hyps), hyps, w, sf)),
+                         _outcome(lambda: ref_obj.corpus_bleu(hyps, w, sf)))
+
+
+def test_custom_smoothing_parameters_and_callables():
+    rng = random.Random(7)
+    refs = [_seq(rng, 30) for _ in range(6)]
+    hyps = [_seq(rng, n) for n in (3, 12, 30)]
+    custom = nltk_bleu.SmoothingFunction(epsilon=0.01, alpha=3, k=2)
+
+    def floor(p_n, references, hypothesis, hyp_len):  # any callable with nltk's signature
+        return [p if p.numerator else 1e-3 for p in p_n]
+
+    for sf in (custom.method1, custom.method4, custom.method6, custom.method7, floor):
+        _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs] * 3, hyps, CUSTOM, sf)),
+                     _outcome(lambda: bleu.corpus_bleu([refs] * 3, hyps, CUSTOM, sf)))
+
+
+def test_nltk_doc_examples_with_word_tokens():
+    hyp1 = "It is a guide to action which ensures that the military always obeys the commands of the party".split()
+    ref1a = "It is a guide to action that ensures that the military will forever heed Party commands".split()
+    ref1b = "It is the guiding principle which guarantees the military forces always being under the command of the Party".split()
+    ref1c = "It is the practical guide for the army always to heed the directions of the party".split()
+    hyp2 = "he read the book because he was interested in world history".split()
+    ref2a = "he was interested in world history because he read the book".split()
+    lor, hyps = [[ref1a, ref1b, ref1c], [ref2a]], [hyp1, hyp2]
+    w = [(0.5, 0.5), (0.333, 0.333, 0.334), (0.25, 0.25, 0.25, 0.25), (0.2, 0.2, 0.2, 0.2, 0.2)]
+    _assert_same(nltk_bleu.corpus_bleu(lor, hyps, w), bleu.corpus_bleu(lor, hyps, w))
+    assert int(bleu.corpus_bleu(lor, hyps) * 1e4) == 5920  # nltk's doctest: 0.5920...
+    assert int(bleu.sentence_bleu([ref1a, ref1b, ref1c], hyp1) * 1e4) == 5045  # 0.5045...
+
+
+def test_zero_matches_empty_input_and_errors():
+    # No unigram match: the int 0, or a list of int 0.
+    assert bleu.corpus_bleu([[[1, 2, 3]]], [[4, 5]]) == 0
+    assert type(bleu.corpus_bleu([[[1, 2, 3]]], [[4, 5]])) is int
+    assert bleu.corpus_bleu([[[1, 2, 3]]], [[4, 5]], [(1,), (0.5, 0.5)]) == [0, 0]
+    # Empty hypotheses only: 0 as well.
+    assert bleu.corpus_bleu([[[1, 2]], [[1]]], [[], []]) == nltk_bleu.corpus_bleu([[[1, 2]], [[1]]], [[], []])
+    # No hypotheses at all: nltk divides by zero; so do we.
+    assert _outcome(lambda: bleu.corpus_bleu([], [])) is _outcome(lambda: nltk_bleu.corpus_bleu([], []))
+    with pytest.raises(ValueError):
+        bleu.corpus_bleu([[[1]]], [[1], [2]])
+    with pytest.raises(ValueError):
+        bleu.corpus_bleu([[]], [[1]])
+
+
+def test_method0_warns_like_nltk():
+    with pytest.warns(UserWarning, match="0 counts of 4-gram"):
+        bleu.corpus_bleu([[[1, 2, 3, 4, 5]]], [[1, 2, 3, 5, 4]])
+
+
+def test_many_references_fast_path_equals_nltk():
+    # Enough work to take the numpy path with the default knobs, several chunks of references.
+    rng = random.Random(11)
+    refs = [_seq(rng, rng.randint(20, 80), vocab=6) for _ in range(200)]
+    hyps = [_seq(rng, rng.randint(0, 80), vocab=6) for _ in range(8)]
+    for sf in (None, SMOOTH.method5):
+        _assert_same(nltk_bleu.corpus_bleu([refs] * 8, hyps, [CUSTOM, WEIGHTS["bleu4"]], sf),
+                     bleu.corpus_bleu([refs] * 8, hyps, [CUSTOM, WEIGHTS["bleu4"]], sf))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    refs=st.lists(st.lists(st.integers(0, 3), max_size=25), min_size=1, max_size=6),
+    hyps=st.lists(st.lists(st.integers(0, 3), max_size=25), min_size=1, max_size=4),
+    method=st.integers(0, 7),
+    n=st.integers(1, 9),
+)
+def test_property_shared_references(refs, hyps, method, n):
+    sf = getattr(SMOOTH, f"method{method}")
+    w = (1 / n,) * n
+    _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs] * len(hyps), hyps, w, sf)),
+                 _outcome(lambda: bleu.BleuReference(refs, n, precompute=False).corpus_bleu(hyps, w, sf)))
+
+
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 7])
+def test_self_bleu_is_mean_over_leave_one_out(method):
+    rng = random.Random(method)
+    hyps = [_seq(rng, rng.randint(0, 30)) for _ in range(7)] + [[0, 1, 2, 3]] * 2  # a duplicate pair
+    sf = getattr(SMOOTH, f"method{method}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [nltk_bleu.sentence_bleu(hyps[:i] + hyps[i + 1:], h, CUSTOM, sf) for i, h in enumerate(hyps)]
+        got = bleu.self_bleu(hyps, CUSTOM, sf, per_hypothesis=True)
+        mean = bleu.self_bleu(hyps, CUSTOM, sf)
+    _assert_same(expected, got)
+    assert abs(mean - sum(expected) / len(expected)) <= 1e-12
+    with pytest.raises(ValueError):
+        bleu.self_bleu([[1, 2]])
+
+
+def _oneills_pitches(limit: int) -> list[list[int]]:
+    files = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "corpora" / "oneills1850" / "*.mid")))
+    if len(files) < 40:
+        pytest.skip("corpora/oneills1850 not generated yet")
+    symusic = pytest.importorskip("symusic")
+    seqs = []
+    for f in files[:limit]:
+        notes = sorted((n.time, n.pitch) for t in symusic.Score(f).tracks for n in t.notes)
+        seqs.append([p for _, p in notes])
+    return seqs
+
+
+def test_real_tunes_match_nltk():
+    tunes = _oneills_pitches(100)
+    refs, hyps = tunes[:80], [t[: len(t) // 2] for t in tunes[80:92]]
+    for sf in (None, SMOOTH.method7):
+        _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs] * len(hyps), hyps, [CUSTOM, WEIGHTS["bleu4"]], sf)),
+                     bleu.corpus_bleu([refs] * len(hyps), hyps, [CUSTOM, WEIGHTS["bleu4"]], sf))
+    ref_obj = bleu.BleuReference(refs, 9)
+    _assert_same([nltk_bleu.sentence_bleu(refs, h, CUSTOM) for h in hyps[:5]],
+                 ref_obj.sentence_scores(hyps[:5], CUSTOM))
+
+
+def test_random_like_is_seeded_and_follows_the_references():
+    refs = [["C", "D", "E", "C"], ["E", "F", "G"], ["G", "A", "G", "F", "E", "C"]]
+    bigrams = {(a, b) for r in refs for a, b in zip(r, r[1:])}
+    first = {r[0] for r in refs}
+    out = bleu.random_like(refs, [6, 0, 12, 1], seed=3)
+    assert [len(s) for s in out] == [6, 0, 12, 1]
+    assert out == bleu.random_like(refs, [6, 0, 12, 1], seed=3)
+    assert out != bleu.random_like(refs, [6, 0, 12, 1], seed=4)
+    enders = {r[-1] for r in refs} - {a for a, _ in bigrams}  # tokens never followed by anything
+    for s in out:
+        assert not s or s[0] in first
+        for a, b in zip(s, s[1:]):
+            assert (a, b) in bigrams or a in enders
+    flat = bleu.random_like(refs, [200], seed=0, order=0)[0]
+    assert set(flat) <= {t for r in refs for t in r} and len(set(flat)) > 3
+    with pytest.raises(ValueError):
+        bleu.random_like(refs, [3], order=2)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("custom", CUSTOM),
+    ("bleu4", (0.25, 0.25, 0.25, 0.25)),
+    ("uniform:3", (1 / 3, 1 / 3, 1 / 3)),
+    ("0,1/12,1/12,1/6,1/6,1/6,1/6,1/12,1/12", CUSTOM),
+    ("0.5, 0.5", (0.5, 0.5)),
+])
+def test_parse_weights(spec, expected):
+    weights, note = bleu.parse_weights(spec)
+    assert weights == expected and note is None
+
+
+def test_parse_weights_normalises_and_rejects():
+    weights, note = bleu.parse_weights("1,1,2")
+    assert weights == (0.25, 0.25, 0.5) and "normalised" in note
+    for bad in ("", "a,b", "1,-1", "0,0", "uniform:0", "1/0"):
+        with pytest.raises(UserError, match="--weights"):
+            bleu.parse_weights(bad)
+
+
+def test_signature_and_fingerprint():
+    refs = [[1, 2, 3], [4, 5]]
+    fp = bleu.reference_fingerprint(refs)
+    assert fp == bleu.BleuReference(refs).fingerprint
+    assert fp != bleu.reference_fingerprint([[1, 2, 3], [5, 4]])
+    sig = bleu.bleu_signature(CUSTOM, SMOOTH.method3, "token", fp, 2)
+    assert sig.startswith("weights:0,1/12,1/12,1/6,1/6,1/6,1/6,1/12,1/12|smooth:3|unit:token|")
+    assert f"|ref:{fp}|nrefs:2|melodylm:" in sig
+    assert "|smooth:0|" in bleu.bleu_signature((0.25,) * 4, None, "note", fp, 2)
+
+
+def test_package_exports_are_lazy_and_torch_free():
+    code = ("import sys, melodylm; assert 'nltk' not in sys.modules; "
+            "from melodylm import corpus_bleu, sentence_bleu; "
+            "import melodylm.metrics.bleu as b; assert corpus_bleu is b.corpus_bleu; "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
