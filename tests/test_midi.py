@@ -1,0 +1,214 @@
+"""Reading MIDI and choosing the melody, on multi-track files built in code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import Part, scale, write_midi
+from melodylm.dataset import TokenizeConfig, tokenize
+from melodylm.midi import content_hash, load_melody, note_array, polyphony_ratio, skyline, transpose
+from melodylm.tokenizer import MelodyTokenizer
+
+TPQ = 480
+
+DRUMS = Part([(b * 0.5, 0.25, 42) for b in range(16)] + [(b, 0.25, 36) for b in range(8)], name="Drums",
+             is_drum=True)
+BASS = Part(scale(low=36), name="Bass", program=33)
+PAD = Part([(b, 2.0, p) for b in range(0, 8, 2) for p in (76, 79, 84)], name="Strings", program=48)
+
+
+def pitches(mel) -> list[int]:
+    return note_array(mel.score.tracks[0])[:, 2].tolist()
+
+
+def test_melody_chosen_by_track_name(tmp_path):
+    # the named track is neither the highest nor the first
+    path = write_midi(tmp_path / "f.mid", [BASS, PAD, Part(scale(low=55), name="Lead Vocal"), DRUMS])
+    mel = load_melody(path)
+    assert mel.status == "ok"
+    assert mel.info["track"] == 2 and mel.info["track_name"] == "Lead Vocal"
+    assert "named" in mel.info["why"]
+    assert pitches(mel) == [p for _, _, p in scale(low=55)]
+
+
+def test_melody_is_highest_mostly_monophonic_track(tmp_path):
+    # Strings (chords) are highest but polyphonic; the flute is the highest monophonic track
+    flute = Part(scale(low=67, step=0.5, dur=0.5, n=16), name="Flute", program=73)
+    oboe = Part(scale(low=60, step=0.5, dur=0.5, n=16), name="Oboe", program=68)
+    path = write_midi(tmp_path / "f.mid", [BASS, oboe, PAD, flute])
+    mel = load_melody(path)
+    assert mel.info["track"] == 3
+    assert mel.info["why"] == "highest mostly-monophonic track"
+    assert polyphony_ratio(note_array(mel.score.tracks[0])) == 0
+    assert mel.info["dropped_tracks"] == [0, 1, 2]
+    assert mel.info["dropped_track_notes"] == len(BASS.notes) + 16 + len(PAD.notes)
+    assert mel.score.tracks[0].program == 73
+
+
+def test_drums_are_never_the_melody(tmp_path):
+    # the drum track is the highest and monophonic-looking (hi-hat at 42 above the bass)
+    hats = Part([(b * 0.5, 0.25, 90) for b in range(16)], name="Hats", is_drum=True)
+    path = write_midi(tmp_path / "f.mid", [hats, BASS])
+    for mode in ("auto", "skyline", "all"):
+        mel = load_melody(path, mode)
+        assert mel.status == "ok", mode
+        assert max(pitches(mel)) < 90, mode
+        assert 0 in mel.info["dropped_tracks"], mode
+
+
+def test_drum_only_file_is_skipped_with_reason(tmp_path):
+    path = write_midi(tmp_path / "drums.mid", [DRUMS])
+    for mode in ("auto", "skyline", "all", "track:0"):
+        mel = load_melody(path, mode)
+        assert (mel.status, mel.reason) == ("skipped", "drums only"), mode
+        assert mel.score is None
+
+
+def test_track_n_takes_that_track(tmp_path):
+    path = write_midi(tmp_path / "f.mid", [Part(scale(low=72), name="Melody"), BASS, DRUMS])
+    mel = load_melody(path, "track:1")
+    assert mel.info["track"] == 1
+    assert pitches(mel) == [p for _, _, p in BASS.notes]
+    assert mel.info["dropped_tracks"] == [0, 2]
+    missing = load_melody(path, "track:7")
+    assert missing.status == "skipped" and "track 7" in missing.reason
+
+
+def test_skyline_drops_lower_overlapping_notes():
+    notes = np.array([
+        [0, 480, 60], [0, 480, 64], [0, 480, 67],  # chord: only 67 survives
+        [480, 960, 62],                             # long low note ...
+        [960, 480, 70],                             # ... cut short by a higher one
+        [1200, 240, 65],                            # starts under the sounding 70: dropped
+        [1440, 480, 72],
+    ], dtype=np.int64)
+    line, dropped = skyline(notes)
+    assert dropped == 3
+    assert line.tolist() == [[0, 480, 67], [480, 480, 62], [960, 480, 70], [1440, 480, 72]]
+    assert polyphony_ratio(line) == 0
+
+
+def test_skyline_mode_merges_tracks_and_counts_drops(tmp_path):
+    high = Part([(0, 1, 72), (2, 1, 74)], name="a")
+    low = Part([(0, 1, 60), (1, 1, 62), (2, 1, 64), (3, 1, 65)], name="b")
+    mel = load_melody(write_midi(tmp_path / "f.mid", [low, high]), "skyline")
+    assert pitches(mel) == [72, 62, 74, 65]
+    assert mel.info["dropped_notes"] == 2
+    assert mel.info["dropped_tracks"] == []
+
+
+def test_all_keeps_chords_and_remi_writes_chord_tokens(tmp_path):
+    triads = Part([(b, 1, p) for b in range(0, 8, 2) for p in (60, 64, 67)], name="Piano")
+    tune = Part([(b + 1, 1, 72 + b) for b in range(0, 8, 2)], name="Whistle")
+    path = write_midi(tmp_path / "f.mid", [triads, tune])
+    mel = load_melody(path, "all")
+    assert mel.n_notes == 16 and mel.info["dropped_notes"] == 0
+    tok = MelodyTokenizer()
+    tokens = [tok.token_str(i) for i in tok.encode_score(mel.score)]
+    assert sum(t.startswith("Chord_") for t in tokens) == 4
+    assert tok.count_notes(tok.encode_score(mel.score)) == 16
+    # auto takes the monophonic whistle: no chords
+    auto = load_melody(path, "auto")
+    assert auto.info["track_name"] == "Whistle"
+    assert not any(tok.token_str(i).startswith("Chord_") for i in tok.encode_score(auto.score))
+
+
+def test_all_removes_duplicate_notes(tmp_path):
+    a = Part([(0, 1, 60), (1, 1, 62)], name="a")
+    b = Part([(0, 1, 60), (1, 1, 64)], name="b")  # same onset and pitch as a's first note
+    mel = load_melody(write_midi(tmp_path / "f.mid", [a, b]), "all")
+    assert sorted(pitches(mel)) == [60, 62, 64]
+    assert mel.info["dropped_notes"] == 1
+
+
+def test_melody_keeps_tempo_time_and_resolution(tmp_path):
+    path = write_midi(tmp_path / "f.mid", [Part(scale(), name="tune")], tpq=96, time_signature=(6, 8), tempo=90)
+    mel = load_melody(path)
+    assert mel.score.ticks_per_quarter == 96
+    assert [(t.numerator, t.denominator) for t in mel.score.time_signatures] == [(6, 8)]
+    assert mel.score.tempos[0].qpm == pytest.approx(90)
+
+
+def test_transpose_drops_and_counts_out_of_range_notes(tmp_path):
+    mel = load_melody(write_midi(tmp_path / "f.mid", [Part(scale(low=96, n=8), name="m")]))
+    src = note_array(mel.score.tracks[0])
+    up, dropped = transpose(mel.score, 3, (21, 109))
+    kept = src[src[:, 2] + 3 < 109]
+    assert dropped == len(src) - len(kept) > 0
+    assert note_array(up.tracks[0]).tolist() == (kept + [0, 0, 3]).tolist()
+    assert note_array(mel.score.tracks[0]).tolist() == src.tolist()  # the input is untouched
+    same, none = transpose(mel.score, 0, (21, 109))
+    assert none == 0 and note_array(same.tracks[0]).tolist() == src.tolist()
+
+
+def test_content_hash_ignores_resolution_and_start_shape_hash_ignores_key():
+    notes = np.array([[0, 480, 60], [480, 240, 62], [720, 240, 64]], dtype=np.int64)
+    coarse = notes.copy()
+    coarse[:, :2] //= 5  # the same melody at 96 ticks per quarter
+    shifted = notes + [960, 0, 0]
+    up = notes + [0, 0, 5]
+    h = content_hash(notes, 480)
+    assert content_hash(coarse, 96) == h
+    assert content_hash(shifted, 480) == h
+    assert content_hash(up, 480) != h
+    assert content_hash(up, 480, relative_pitch=True) == content_hash(notes, 480, relative_pitch=True)
+    assert content_hash(notes[:2], 480) != h
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"this is not a MIDI file at all\n", "not a MIDI file"),
+    (b"RIFF\x00\x00\x00\x00RMIDdata", "RIFF"),
+])
+def test_unreadable_files_fail_with_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.mid"
+    path.write_bytes(content)
+    mel = load_melody(path)
+    assert mel.status == "failed" and reason in mel.reason and mel.score is None
+
+
+def test_truncated_file_fails_with_reason(tmp_path):
+    good = write_midi(tmp_path / "good.mid", [Part(scale(n=40), name="m")])
+    data = good.read_bytes()
+    bad = tmp_path / "cut.mid"
+    for cut in (10, 30, len(data) // 2, len(data) - 3):
+        bad.write_bytes(data[:cut])
+        mel = load_melody(bad)
+        assert mel.status == "failed" and mel.reason.startswith("corrupt MIDI"), (cut, mel.reason)
+    bad.write_bytes(data[:14])  # a header and nothing else
+    assert (load_melody(bad).status, load_melody(bad).reason) == ("skipped", "no notes")
+
+
+def test_limits_skip_absurd_files(tmp_path):
+    path = write_midi(tmp_path / "long.mid", [Part(scale(n=50, low=40), name="m")])
+    assert load_melody(path, max_notes=49).status == "skipped"
+    assert "--max-notes 49" in load_melody(path, max_notes=49).reason
+    assert load_melody(path, max_beats=20).reason.endswith("(limit --max-beats 20)")
+    assert "--max-file-mb" in load_melody(path, max_file_mb=1e-5).reason
+    assert load_melody(path, max_notes=50).status == "ok"
+
+
+def test_missing_file_fails_with_reason(tmp_path):
+    mel = load_melody(tmp_path / "nope.mid")
+    assert mel.status == "failed" and mel.reason.startswith("cannot read file")
+
+
+def test_manifest_records_chosen_and_dropped_tracks(tmp_path):
+    src = tmp_path / "in"
+    write_midi(src / "band.mid", [BASS, Part(scale(low=60), name="Melody"), PAD, DRUMS])
+    chords = Part([(0, 1, 60), (0, 1, 64), (1, 1, 62), (1, 1, 65), (2, 1, 67)], name="Piano")
+    write_midi(src / "piano.mid", [chords])
+    write_midi(src / "kit.mid", [DRUMS])
+    tokenize(TokenizeConfig(inputs=[str(src)], out_dir=str(tmp_path / "out"), workers=1), progress=False)
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in map(json.loads, open(tmp_path / "out" / "manifest.jsonl"))}
+    band = rows["band.mid"]["melody"]
+    assert (band["track"], band["track_name"]) == (1, "Melody")
+    assert band["dropped_tracks"] == [0, 2, 3]
+    assert band["dropped_track_notes"] == len(BASS.notes) + len(PAD.notes) + len(DRUMS.notes)
+    assert band["dropped_notes"] == 0
+    assert rows["piano.mid"]["melody"]["dropped_notes"] == 2
+    assert rows["piano.mid"]["n_notes"] == 3
+    assert (rows["kit.mid"]["status"], rows["kit.mid"]["reason"]) == ("skipped", "drums only")
