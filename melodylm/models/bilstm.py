@@ -29,7 +29,7 @@ class BiLSTM(MelodyModel):
     # Every position runs its own window, so compute grows with window * n_embd^2 per token.
     sizes = {
         "tiny": dict(n_layer=1, n_embd=32, block_size=32, window=8),
-        "small": dict(n_layer=2, n_embd=256, block_size=256, window=32),
+        "small": dict(n_layer=2, n_embd=192, block_size=64, window=32),  # cost grows with block_size x window
         "base": dict(n_layer=2, n_embd=512, block_size=256, window=64),
     }
 
