@@ -32,20 +32,22 @@ WEIGHTS = {
     "trigram-only": (0, 0, 1),
     "list": [(0.5, 0.5), (0.25, 0.25, 0.25, 0.25), CUSTOM],
 }
-# Each forces one counting strategy: (chunk tokens, direct-table cap, numpy threshold, precompute cap).
+# Each forces one counting strategy:
+# (chunk tokens, direct-table budget, dense-count cells, numpy threshold, precompute cap).
 KNOBS = {
-    "default": (1 << 19, 1 << 23, 50_000, 20_000_000),
-    "tiny-chunks-direct": (16, 1 << 23, 0, 0),
-    "tiny-chunks-sorted": (16, 0, 0, 0),
-    "precomputed-bsearch": (64, 50, 0, 10**9),
+    "default": (1 << 19, 1 << 24, 1 << 21, 50_000, 20_000_000),
+    "tiny-chunks-direct": (16, 1 << 24, 1 << 21, 0, 0),
+    "tiny-chunks-sorted": (16, 0, 0, 0, 0),
+    "precomputed-bsearch": (64, 50, 50, 0, 10**9),
 }
 
 
 @pytest.fixture(params=list(KNOBS))
 def knobs(request, monkeypatch):
-    chunk, direct, numpy_min, precompute = KNOBS[request.param]
+    chunk, direct, dense, numpy_min, precompute = KNOBS[request.param]
     monkeypatch.setattr(bleu, "_CHUNK_TOKENS", chunk)
     monkeypatch.setattr(bleu, "_DIRECT_MAX", direct)
+    monkeypatch.setattr(bleu, "_DENSE_CELLS", dense)
     monkeypatch.setattr(bleu, "_NUMPY_MIN_WORK", numpy_min)
     monkeypatch.setattr(bleu, "_PRECOMPUTE_MAX", precompute)
     return request.param

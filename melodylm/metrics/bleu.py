@@ -75,8 +75,13 @@ CUSTOM_WEIGHTS: tuple[float, ...] = (0, 1 / 12, 1 / 12, 1 / 6, 1 / 6, 1 / 6, 1 /
 # counting at low orders, without making numpy calls too small to be efficient.
 _CHUNK_TOKENS = 1 << 19
 
-# Largest direct-address table (int32 entries) used instead of a binary search or a sort.
-_DIRECT_MAX = 1 << 23
+# Direct-address lookup tables (int32 entries) replace binary searches; all tables of one
+# query together stay below this many entries (64 MiB). Low orders, built first, have the
+# most lookups and the smallest tables.
+_DIRECT_MAX = 1 << 24
+
+# Largest (sequences x ids) grid counted directly (int64 cells, 16 MiB) instead of sorted.
+_DENSE_CELLS = 1 << 21
 
 # Below this many (reference tokens x hypotheses) a group is counted in plain Python: numpy's
 # per-call overhead would cost more than it saves (typical machine translation: one short
@@ -215,6 +220,7 @@ class _Tables:
         self.keys = keys  # keys[0] unused (order 1 uses token ids), keys[n-1] for order n
         self.base = base
         self._direct: dict[int, np.ndarray] = {}
+        self._direct_used = 0
 
     def size(self, n: int) -> int:
         """Number of ids at order ``n``."""
@@ -230,7 +236,8 @@ class _Tables:
         """
         keys = self.keys[n - 1]
         span = self.size(n - 1) * self.base
-        if n not in self._direct and span <= _DIRECT_MAX and span <= 8 * volume:
+        if n not in self._direct and self._direct_used + span <= _DIRECT_MAX and span <= 8 * volume:
+            self._direct_used += span
             table = np.full(span, -1, dtype=np.int32)
             table[keys] = np.arange(keys.size, dtype=np.int32)
             self._direct[n] = table
@@ -301,7 +308,7 @@ def _max_counts_into(out: np.ndarray, seq: np.ndarray, ids: np.ndarray, n_seqs: 
     key = seq * k + ids
     # A direct count costs ~1 ns a cell against ~100 ns an element to sort: worth it up to
     # ~30 cells per position, within a memory cap.
-    if n_seqs * k <= min(_DIRECT_MAX, max(32 * ids.size, 1 << 16)):
+    if n_seqs * k <= min(_DENSE_CELLS, max(32 * ids.size, 1 << 16)):
         cells = np.bincount(key, minlength=n_seqs * k)
         np.maximum(out, cells.reshape(n_seqs, k).max(axis=0), out=out)
         return cells[key] if want_counts else None
@@ -413,26 +420,33 @@ class BleuReference:
     otherwise every query streams the references once, following only the n-grams its
     hypotheses contain (exact, and memory bounded by the hypotheses plus one chunk).
 
+    With ``store=False`` nothing is encoded up front: each query encodes the references chunk
+    by chunk with the hypotheses' vocabulary and forgets them, so memory does not grow with the
+    reference set at all (what :func:`corpus_bleu` uses for a single query).
+
     ``corpus_bleu(hyps)`` equals nltk's ``corpus_bleu([refs] * len(hyps), hyps)``;
     ``sentence_bleu(hyp)`` equals nltk's ``sentence_bleu(refs, hyp)``;
     ``sentence_scores(hyps)`` gives the latter for many hypotheses in one pass.
     """
 
     def __init__(self, references: Sequence[Sequence[Token]], max_n: int = 4,
-                 precompute: bool | None = None) -> None:
+                 precompute: bool | None = None, store: bool = True) -> None:
         if len(references) == 0:
             raise ValueError("BLEU needs at least one reference")
         self.references = references
         self.max_n = int(max_n)
-        self._vocab = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(references)))}
-        self._base = len(self._vocab) + 1  # the last id is "not in the references"
-        self._tok, self._lengths = _encode(references, self._vocab, self._base - 1)
+        self._lengths = np.fromiter(map(len, references), dtype=np.int64, count=len(references))
         self._sorted_lengths = np.unique(self._lengths)
+        self._vocab: dict | None = None
+        self._tok: np.ndarray | None = None
+        if store:
+            self._vocab = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(references)))}
+            self._tok, _ = _encode(references, self._vocab, len(self._vocab))  # id len(vocab): unseen
         if precompute is None:
-            precompute = self._tok.size * self.max_n <= _PRECOMPUTE_MAX
+            precompute = self.n_tokens * self.max_n <= _PRECOMPUTE_MAX
         self._tables: _Tables | None = None
         self._maxc: list[np.ndarray] = []
-        if precompute and self.max_n >= 1:
+        if precompute and store and self.max_n >= 1:
             self._precompute()
 
     def __len__(self) -> int:
@@ -440,11 +454,13 @@ class BleuReference:
 
     @property
     def n_tokens(self) -> int:
-        return int(self._tok.size)
+        return int(self._lengths.sum())
 
     @property
     def fingerprint(self) -> str:
         """Short hash of the reference tokens and their order (for :func:`bleu_signature`)."""
+        if self._vocab is None or self._tok is None:
+            return BleuReference(self.references, 1, precompute=False).fingerprint
         h = hashlib.sha256()
         # Ids are assigned in order of first appearance, so ids + vocabulary pin the sequences.
         h.update(repr(list(self._vocab)).encode())
@@ -453,27 +469,35 @@ class BleuReference:
         return h.hexdigest()[:12]
 
     def _precompute(self) -> None:
+        assert self._vocab is not None and self._tok is not None
         seq, rem = _positions(self._lengths)
-        self._tables, levels = _build(self._tok, rem, self.max_n, self._base)
+        self._tables, levels = _build(self._tok, rem, self.max_n, len(self._vocab) + 1)
         for n, (pos, ids) in enumerate(levels, 1):
             out = np.zeros(self._tables.size(n), dtype=np.int64)
             _max_counts_into(out, seq[pos], ids, len(self._lengths))
             self._maxc.append(out)
 
-    def _chunks(self):
+    def _chunks(self, vocab: dict, unk: int):
         """Yield (tokens, lengths) of consecutive groups of references of ~_CHUNK_TOKENS tokens."""
         ends = np.cumsum(self._lengths)
         i, t0 = 0, 0
         while i < self._lengths.size:
-            j = int(np.searchsorted(ends, t0 + _CHUNK_TOKENS, side="right"))
-            j = max(j, i + 1)
+            j = max(int(np.searchsorted(ends, t0 + _CHUNK_TOKENS, side="right")), i + 1)
             t1 = int(ends[j - 1])
-            yield self._tok[t0:t1], self._lengths[i:j]
+            if self._tok is not None:
+                yield self._tok[t0:t1], self._lengths[i:j]
+            else:
+                yield _encode(self.references[i:j], vocab, unk)[0], self._lengths[i:j]
             i, t0 = j, t1
 
     def counts(self, hypotheses: Sequence[Sequence[Token]], n_orders: int) -> _HypCounts:
         """Clipped counts of every hypothesis at orders 1..n_orders against this set."""
-        tok, lengths = _encode(hypotheses, self._vocab, self._base - 1)
+        if self._vocab is not None:
+            vocab = self._vocab
+        else:  # tokens the hypotheses lack cannot match: they all become the one unseen id
+            vocab = {t: i for i, t in enumerate(dict.fromkeys(chain.from_iterable(hypotheses)))}
+        base = len(vocab) + 1  # id len(vocab) = "unseen"
+        tok, lengths = _encode(hypotheses, vocab, base - 1)
         seq, rem = _positions(lengths)
         starts = np.cumsum(lengths) - lengths
         n_h = len(hypotheses)
@@ -488,9 +512,9 @@ class BleuReference:
                 num[:, n - 1] = _clipped_sums(seq[pos], ids, mx, self._tables.size(n), n_h)
         else:
             # Tables of the hypotheses' n-grams; stream the references through them.
-            tables, levels = _build(tok, rem, n_orders, self._base)
+            tables, levels = _build(tok, rem, n_orders, base)
             maxc = [np.zeros(tables.size(n), dtype=np.int64) for n in range(1, n_orders + 1)]
-            for ref_tok, ref_lengths in self._chunks():
+            for ref_tok, ref_lengths in self._chunks(vocab, base - 1):
                 _stream_max_counts(ref_tok, ref_lengths, tables, maxc, volume=self.n_tokens)
             for n, (pos, ids) in enumerate(levels, 1):
                 mx = maxc[n - 1][ids]
@@ -625,7 +649,8 @@ def corpus_bleu(
         hyps = [hypotheses[i] for i in members]
         work = len(hyps) * sum(map(len, refs))
         counter: BleuReference | _SmallGroup
-        counter = BleuReference(refs, need, precompute=False) if work >= _NUMPY_MIN_WORK else _SmallGroup(refs)
+        counter = (BleuReference(refs, need, precompute=False, store=False) if work >= _NUMPY_MIN_WORK
+                   else _SmallGroup(refs))
         counts = counter.counts(hyps, need)
         nums += counts.num[:, :n_orders].sum(axis=0)
         ref_total += int(counts.ref_len.sum())
