@@ -246,6 +246,109 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _register_sample(sub) -> None:
+    p = _add(sub, "sample", "generate melodies from a checkpoint, from scratch or continuing a MIDI prompt",
+             "melodylm sample --prompt tune.mid --prompt-bars 4 --max-bars 8 --n 4 --seed 1 --plot -o samples/mine")
+    p.add_argument("--checkpoint", default=None, metavar="CKPT",
+                   help="checkpoint file or run folder (default: checkpoints/pretrained/model.pt, else the newest "
+                        "./checkpoints/*/best.pt)")
+    p.add_argument("--prompt", default=None, metavar="MIDI", help="MIDI file to continue (default: start from nothing)")
+    p.add_argument("-o", "--out", default=None, metavar="OUT_DIR",
+                   help="output folder (default: samples/<run>-<date>-<time>); must be empty unless --force")
+    p.add_argument("--n", type=int, default=1, help="samples, generated in one batch (default 1)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="new tokens per sample at most (default 1024)")
+    p.add_argument("--max-notes", type=int, default=None, help="new notes per sample at most")
+    p.add_argument("--max-bars", type=int, default=None, help="new bars per sample at most (REMI)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0 (default 1.0)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens; 0 = all, 1 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus: the likeliest tokens holding this mass (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed and flags give the same files on CPU")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--keep-prompt", dest="keep_prompt", action="store_true", default=True,
+                      help="write prompt and continuation (default)")
+    keep.add_argument("--continuation-only", dest="keep_prompt", action="store_false",
+                      help="write the continuation alone, from the bar where it starts")
+    p.add_argument("--prompt-bars", type=int, default=None, metavar="N", help="use the first N bars of the prompt")
+    p.add_argument("--prompt-notes", type=int, default=None, metavar="N", help="use the first N notes of the prompt")
+    p.add_argument("--melody", default="auto", help="how to pick the prompt's melody: auto | skyline | track:N | all")
+    p.add_argument("--no-constraint", action="store_true",
+                   help="sample any token, even where the grammar forbids it (research; files may lose notes)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--plot", action="store_true", help="also write a piano-roll PNG per sample")
+    p.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR (replaces earlier samples)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args) -> int:
+    import time
+
+    from melodylm.generate import find_default_checkpoint, generate, signature, validate_options, write_samples
+    from melodylm.train import pick_device
+
+    validate_options(args.n, args.temperature, args.top_k, args.top_p, args.max_tokens, args.max_notes,
+                     args.max_bars, args.prompt_bars, args.prompt_notes)
+    ckpt = args.checkpoint or find_default_checkpoint()
+    if ckpt is None:
+        raise UserError("no checkpoint: train one (`melodylm train`) or pass --checkpoint CKPT")
+    if args.prompt is None and (args.prompt_bars or args.prompt_notes):
+        raise UserError("--prompt-bars/--prompt-notes need --prompt MIDI")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
+        raise UserError(f"-o {out}: {'not a folder' if not out.is_dir() else 'folder is not empty (use --force)'}")
+    samples = generate(ckpt, args.prompt, args.n, max_tokens=args.max_tokens, max_notes=args.max_notes,
+                       max_bars=args.max_bars, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       seed=args.seed, constrain=not args.no_constraint, keep_prompt=args.keep_prompt,
+                       melody=args.melody, prompt_bars=args.prompt_bars, prompt_notes=args.prompt_notes,
+                       device=pick_device(args.device))
+    info = samples[0].info
+    if info.get("prompt") and info["prompt"]["dropped_pitches"]:
+        d = info["prompt"]["dropped_pitches"]
+        print(f"melodylm: {args.prompt}: {len(d)} prompt note(s) outside the model's pitch range were dropped "
+              f"(pitches {', '.join(map(str, sorted(set(d))))})", file=sys.stderr)
+    if out is None:
+        run = Path(info["checkpoint"]).parent.name or "model"
+        base = Path("samples") / f"{run}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, k = base, 1
+        while out.exists():
+            out, k = Path(f"{base}-{k}"), k + 1
+    elif args.force and out.is_dir():
+        for old in out.glob("sample_[0-9][0-9][0-9].*"):
+            if old.suffix in (".mid", ".json", ".png"):
+                old.unlink()
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "debug")}
+    files = write_samples(samples, out, plot=args.plot, extra={"flags": flags})
+    print(signature(samples[0]), file=sys.stderr)
+    for f, s in zip(files, samples):
+        print(f"wrote {f}: {s.n_notes} notes ({s.new_notes} new, {s.new_tokens} tokens, stopped at {s.stop}), "
+              f"{s.invalid_tokens} invalid tokens", file=sys.stderr)
+    if args.json:
+        _print_json({"files": [str(f) for f in files], "n_notes": [s.n_notes for s in samples],
+                     "invalid_tokens": [s.invalid_tokens for s in samples], "out_dir": str(out)})
+    return 0
+
+
+def _register_demo(sub) -> None:
+    p = _add(sub, "demo", "the whole job on the embedded corpus: tokenize, train, evaluate, sample, score, report",
+             "melodylm demo -o demo --train-seconds 240")
+    p.add_argument("-o", "--out", default="demo", help="output folder (default: demo)")
+    p.add_argument("--train-seconds", type=float, default=240.0, help="training time budget (default 240)")
+    p.add_argument("--n", type=int, default=4, help="continuations to sample (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from melodylm.demo import run_demo
+
+    if args.train_seconds <= 0 or args.n < 1:
+        raise UserError("--train-seconds must be > 0 and --n >= 1")
+    run_demo(args.out, args.train_seconds, args.n, args.seed, args.force, progress=not args.no_progress)
+    return 0
+
+
 # @@SUBCOMMANDS@@
 
 
