@@ -303,9 +303,12 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         for k, ids, n_notes in seqs:
             per_split[rec["split"]].append((ids, n_notes, row, k))
     if not per_split["train"]:
-        raise UserError(f"no usable tune among {len(files)} file(s): see {cfg.out_dir}/manifest.jsonl "
-                        "after fixing the inputs, or run with --json for counts"
-                        if records else "no input files")
+        # nothing is written in this case, so the message itself says what became of the files
+        n_ok = sum(r["status"] == "ok" for r in records)
+        if n_ok:
+            raise UserError(f"all {n_ok} usable tune(s) fell in the val/test splits: add files or use --split 1,0,0")
+        why = ", ".join(f"{n} {k}" for k, n in sorted(_reasons(records).items(), key=lambda kv: -kv[1])[:4])
+        raise UserError(f"no usable tune among {len(files)} file(s) ({why})")
     if cfg.subword != "none":
         tok.train_subwords((ids for ids, _, _, k in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
     tok.save(tmp / "tokenizer.json")
@@ -346,14 +349,19 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         "tokenizer": tok.fingerprint(),
     }
     (tmp / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
+    return {"files": len(records), **counts, "tokens": tokens_per_split,
+            "tunes": stats["tunes"], "vocab_size": tok.vocab_size, "reasons": _reasons(records),
+            "seconds": round(time.time() - t0, 2)}
+
+
+def _reasons(records: list[dict]) -> dict[str, int]:
+    """How many files were skipped or failed, per reason (details such as limits cut off)."""
     reasons: dict[str, int] = {}
     for r in records:
         if r["status"] != "ok":
             key = r["reason"].split(":")[0].split(" (")[0]
             reasons[key] = reasons.get(key, 0) + 1
-    return {"files": len(records), **counts, "tokens": tokens_per_split,
-            "tunes": stats["tunes"], "vocab_size": tok.vocab_size, "reasons": reasons,
-            "seconds": round(time.time() - t0, 2)}
+    return reasons
 
 
 # --- reading a dataset -------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def load_melody(
         mel.status, mel.reason = "failed", "empty file (0 bytes)"
         return mel
     if size > max_file_mb * 1e6:
-        mel.status, mel.reason = "skipped", f"file is {size / 1e6:.1f} MB (limit --max-file-mb {max_file_mb:g})"
+        mel.status, mel.reason = "skipped", f"file too large: {size / 1e6:.1f} MB (limit --max-file-mb {max_file_mb:g})"
         return mel
     try:
         with open(path, "rb") as f:
@@ -219,11 +219,11 @@ def select_melody(score, mode: str, mel: Melody, max_notes: int = MAX_NOTES, max
         mel.status, mel.reason = "skipped", "no notes with positive duration"
         return mel
     if len(chosen) > max_notes:
-        mel.status, mel.reason = "skipped", f"{len(chosen)} notes in the melody (limit --max-notes {max_notes})"
+        mel.status, mel.reason = "skipped", f"too many notes: {len(chosen)} in the melody (limit --max-notes {max_notes})"
         return mel
     end_beats = float(chosen[:, 0].max() + chosen[:, 1].max()) / tpq
     if end_beats > max_beats:
-        mel.status, mel.reason = "skipped", f"{end_beats:.0f} beats long (limit --max-beats {max_beats})"
+        mel.status, mel.reason = "skipped", f"too long: {end_beats:.0f} beats (limit --max-beats {max_beats})"
         return mel
 
     out = symusic.Score(tpq)
