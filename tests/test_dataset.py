@@ -235,6 +235,14 @@ def test_force_replaces_and_failed_build_keeps_the_old_dataset(tmp_path, corpus_
     assert Dataset(out).stats["files"] == 3
 
 
+def test_no_train_tune_is_a_clear_error(tmp_path, corpus_slice):
+    files = sorted(corpus_slice.glob("*.mid"))[:3]
+    with pytest.raises(UserError, match=r"all 3 usable tune\(s\) fell in the val/test splits"):
+        build(files, tmp_path / "out", split=(0.0001, 0.5, 0.4999))
+    assert not (tmp_path / "out").exists()
+    build(files, tmp_path / "out", split=(1.0, 0.0, 0.0))
+
+
 def test_bad_files_never_stop_the_run(tmp_path, corpus_slice):
     src = tmp_path / "in"
     src.mkdir()
@@ -256,7 +264,7 @@ def test_bad_files_never_stop_the_run(tmp_path, corpus_slice):
     assert rows["long.mid"]["status"] == "skipped" and "--max-notes 300" in rows["long.mid"]["reason"]
     assert all(rows[f.name]["status"] == "ok" for f in good)
     assert all(r["split"] is None and r["n_tokens"] == 0 for r in rows.values() if r["status"] != "ok")
-    assert s["reasons"] == {"empty file": 1, "not a MIDI file": 1, "corrupt MIDI": 1, "drums only": 1, "400 notes in the melody": 1}
+    assert s["reasons"] == {"empty file": 1, "not a MIDI file": 1, "corrupt MIDI": 1, "drums only": 1, "too many notes": 1}
 
 
 def test_config_is_validated():
