@@ -138,8 +138,10 @@ def _process(path: str) -> tuple[dict, list[tuple[int, np.ndarray, int]]]:
             rec.update(status=mel.status, reason=mel.reason)
             return rec, seqs
         lo, hi = tok.settings.pitch_range
-        score, out_of_range = transpose(mel.score, 0, (lo, hi))
-        if out_of_range:
+        score, out_of_range = mel.score, 0
+        pitches = score.tracks[0].notes.numpy()["pitch"]
+        if ((pitches < lo) | (pitches >= hi)).any():
+            score, out_of_range = transpose(mel.score, 0, (lo, hi))
             mel.info["out_of_range_notes"] = out_of_range
         if not score.tracks[0].notes:
             rec.update(status="skipped", reason=f"all notes outside the pitch range {lo}..{hi - 1}")

@@ -61,6 +61,8 @@ def skyline(notes: np.ndarray) -> tuple[np.ndarray, int]:
     sounds cuts that note short, a note that starts under a higher sounding note is dropped.
     Returns the monophonic notes and how many notes were dropped.
     """
+    if len(notes) and (notes[:, 1] > 0).all() and (notes[1:, 0] >= notes[:-1, 0] + notes[:-1, 1]).all():
+        return notes, 0  # already one line (the usual melody track): nothing to drop or cut
     kept: list[list[int]] = []
     dropped = 0
     for t, d, p in notes.tolist():
