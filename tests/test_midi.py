@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Part, scale, write_midi
 from melodylm.dataset import TokenizeConfig, tokenize
@@ -88,6 +90,39 @@ def test_skyline_drops_lower_overlapping_notes():
     line, dropped = skyline(notes)
     assert dropped == 3
     assert line.tolist() == [[0, 480, 67], [480, 480, 62], [960, 480, 70], [1440, 480, 72]]
+    assert polyphony_ratio(line) == 0
+
+
+def skyline_reference(notes: np.ndarray) -> tuple[list[list[int]], int]:
+    """The skyline rule written plainly: walk the notes by onset, the highest sounding note wins."""
+    line: list[list[int]] = []
+    dropped = 0
+    for t, d, p in sorted(notes.tolist(), key=lambda n: (n[0], n[2])):
+        if d <= 0:
+            dropped += 1
+        elif line and t == line[-1][0]:  # same onset: the higher note replaces the lower one
+            line[-1] = [t, d, p] if p > line[-1][2] else line[-1]
+            dropped += 1
+        elif line and t < line[-1][0] + line[-1][1] and p <= line[-1][2]:  # under a sounding note
+            dropped += 1
+        else:
+            if line and t < line[-1][0] + line[-1][1]:
+                line[-1][1] = t - line[-1][0]  # a higher note cuts the sounding one
+            line.append([t, d, p])
+    return line, dropped
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 12), st.integers(50, 60)), max_size=30),
+       st.booleans())
+def test_skyline_matches_the_rule(raw, spaced):
+    if spaced:  # mostly already-monophonic lines, which take the fast path
+        raw = [(i * 12 + t % 3, d + 1, p) for i, (t, d, p) in enumerate(raw)]  # may overlap by 1..3
+    notes = np.array(raw, dtype=np.int64).reshape(-1, 3)
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    line, dropped = skyline(notes)
+    want, want_dropped = skyline_reference(notes)
+    assert line.tolist() == want and dropped == want_dropped
     assert polyphony_ratio(line) == 0
 
 
