@@ -248,6 +248,7 @@ def test_configure_optimizers_decays_matrices_only(arch: str) -> None:
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
     assert opt.param_groups[0]["lr"] == 3e-4 and opt.param_groups[0]["betas"] == (0.9, 0.95)
+    assert opt.defaults["fused"]  # the fused kernel exists for CPU since torch 2.4
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -1,0 +1,205 @@
+"""Training speed on CPU (fp32): our GPT against Hugging Face GPT-2 of the same shape, with the
+LSTM and bi-LSTM alongside.
+
+    python bench/train_speed.py             # 2-4 minutes on 2 cores
+    python bench/train_speed.py --rounds 3  # quicker, noisier
+
+Memory first: each model trains ``--memory-steps`` steps in a fresh interpreter that reports
+its peak resident set (``resource.getrusage``) before building the model (imports) and after
+training, so no model shares allocator caches with another. (Linux carries the parent's peak
+into a child, so the parent spawns them before it builds any model or imports transformers.)
+
+Speed next: every model lives in one process and the models take turns, one training step
+each per round, so a machine that gets busier or quieter during the run slows all of them
+alike. The first ``--warmup`` rounds are dropped; tokens/s is batch x context / median step.
+
+Same shape for both GPTs: 6 layers, 8 heads, width 256, context 256, batch 16, vocabulary 512,
+exact GELU, LayerNorm eps 1e-5, weight tying, dropout 0 everywhere. With biases on ("gpt") ours
+is the same function as GPT-2 (tests/test_models.py copies weights and compares logits);
+"gpt-nobias" is our default config. Both train with fused AdamW (ours through
+``configure_optimizers``; GPT-2 as the Hugging Face Trainer sets it up on torch >= 2.8), lr 3e-4,
+``zero_grad(set_to_none=True)``, loss over every position.
+
+Last, one AdamW step over the GPT's parameters in PyTorch's three implementations.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Python puts this script's folder first on sys.path, and bench/ holds a tokenize.py that would
+# shadow the standard library module torch imports (through inspect -> linecache).
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
+
+from melodylm.models import ModelConfig, build_model  # noqa: E402
+
+VOCAB, BLOCK, BATCH = 512, 256, 16
+BILSTM_BATCH = 2  # each position reads its own 32-token window both ways: ~64x an LSTM's work per token
+LR, BETAS, WD = 3e-4, (0.9, 0.95), 0.1
+GPT_SHAPE = dict(n_layer=6, n_head=8, n_embd=256, block_size=BLOCK, vocab_size=VOCAB, dropout=0.0)
+DEFAULT_MODELS = "gpt,gpt-nobias,hf-gpt2-sdpa,lstm,bilstm"
+
+Run = tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[torch.Tensor], torch.Tensor], int]
+
+
+def hf_gpt2(attn_implementation: str) -> torch.nn.Module:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=BLOCK, n_embd=256, n_layer=6, n_head=8,
+        activation_function="gelu",  # exact GELU, the same function as ours
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
+        # The default ids (50256) lie outside a 512-token vocabulary and make GPT-2 warn.
+        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    model = transformers.GPT2LMHeadModel._from_config(config, attn_implementation=attn_implementation)
+    assert model.config._attn_implementation == attn_implementation
+    return model
+
+
+def make(name: str) -> Run:
+    """Model, optimiser, a function from a (B, T + 1) batch to the loss, and the batch size."""
+    torch.manual_seed(0)
+    if name.startswith("hf-gpt2-"):
+        model = hf_gpt2(name.removeprefix("hf-gpt2-")).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=WD, fused=True)
+        # GPT-2 shifts the labels itself: it reads T tokens and predicts the last T - 1 of them.
+        return model, opt, lambda b: model(input_ids=b[:, 1:], labels=b[:, 1:]).loss, BATCH
+    configs = {
+        "gpt": ModelConfig(arch="gpt", bias=True, **GPT_SHAPE),
+        "gpt-nobias": ModelConfig(arch="gpt", bias=False, **GPT_SHAPE),
+        "lstm": ModelConfig(arch="lstm", n_layer=2, n_embd=256, block_size=BLOCK, vocab_size=VOCAB, dropout=0.0),
+        "bilstm": ModelConfig(arch="bilstm", n_layer=2, n_embd=256, window=32, block_size=BLOCK, vocab_size=VOCAB,
+                              dropout=0.0),
+    }
+    model = build_model(configs[name]).train()
+    opt = model.configure_optimizers(WD, LR, BETAS, "cpu")
+    return model, opt, lambda b: model(b[:, :-1], b[:, 1:])[1], BILSTM_BATCH if name == "bilstm" else BATCH
+
+
+def batch_for(batch_size: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch_size, BLOCK + 1), generator=torch.Generator().manual_seed(seed))
+
+
+def train_step(run: Run, seed: int) -> float:
+    model, opt, loss_fn, batch_size = run
+    batch = batch_for(batch_size, seed)
+    t0 = time.perf_counter()
+    loss = loss_fn(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def memory_worker(name: str, steps: int) -> None:
+    """In a fresh interpreter: peak RSS (MiB) after imports, then after ``steps`` training steps."""
+    if name.startswith("hf-gpt2-"):
+        import transformers  # noqa: F401  (count the import in "before", not in training)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    run = make(name)
+    for i in range(steps):  # AdamW state appears at the first step; the peak by the second
+        train_step(run, i)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"before_mib": before, "peak_mib": after}))
+
+
+def optimizer_steps(rounds: int) -> dict[str, float]:
+    """Median ms of one AdamW step over the GPT's parameters, per implementation, interleaved."""
+    params = [p for p in build_model(ModelConfig(arch="gpt", **GPT_SHAPE)).parameters()]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    kinds = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
+    opts = {k: torch.optim.AdamW(params, lr=LR, weight_decay=WD, **kw) for k, kw in kinds.items()}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds + 2):
+        for k, opt in opts.items():
+            t0 = time.perf_counter()
+            opt.step()
+            if r >= 2:
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds, one step per model each")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, from {DEFAULT_MODELS},hf-gpt2-eager")
+    parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)  # the bi-LSTM backward otherwise runs into denormals (~15x slower)
+    if args.memory_worker:
+        memory_worker(args.memory_worker, args.memory_steps)
+        return
+
+    names = args.models.split(",")
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    memory = {}
+    for name in names:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-worker", name, "--memory-steps", str(args.memory_steps)],
+            check=True, capture_output=True, text=True,
+        )
+        memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    import transformers
+
+    runs = {name: make(name) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.warmup + args.rounds):
+        for name in names:
+            dt = train_step(runs[name], r)
+            if r >= args.warmup:
+                times[name].append(dt)
+    opt_ms = optimizer_steps(args.rounds + 4)
+    load_end = os.getloadavg()[0]
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} cpus, fp32")
+    print(f"GPTs: 6 layers x 8 heads x 256 wide, context {BLOCK}, batch {BATCH}, vocab {VOCAB}; "
+          f"(bi-)LSTM: 2 layers x 256, batch {BATCH} (bi-LSTM: window 32, batch {BILSTM_BATCH})")
+    hf_attn = [n.removeprefix("hf-gpt2-") for n in names if n.startswith("hf-gpt2-")]
+    print(f"Hugging Face GPT2LMHeadModel attention implementation: {', '.join(hf_attn) or 'not run'}")
+    print(f"\n{'model':<14} {'params':>7} {'batch':>5} {'median step':>11} {'min..max ms':>13} {'tokens/s':>8} "
+          f"{'peak RSS':>9} {'training':>9}")
+    speed = {}
+    for name in names:
+        model, _, _, batch_size = runs[name]
+        med = statistics.median(times[name])
+        speed[name] = batch_size * BLOCK / med
+        params = sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+        m = memory[name]
+        print(f"{name:<14} {params / 1e6:>6.2f}M {batch_size:>5} {med * 1e3:>9.0f}ms "
+              f"{min(times[name]) * 1e3:>6.0f}..{max(times[name]) * 1e3:<6.0f} {speed[name]:>8.0f} "
+              f"{m['peak_mib']:>7.0f}Mi {m['peak_mib'] - m['before_mib']:>7.0f}Mi")
+    print(f"(median of {args.rounds} interleaved steps after {args.warmup} warm-up rounds; peak RSS of a fresh "
+          f"process after {args.memory_steps} steps; training = peak minus peak after imports)")
+    for ours in ("gpt", "gpt-nobias"):
+        for ref in ("hf-gpt2-sdpa", "hf-gpt2-eager"):
+            if ours in speed and ref in speed:
+                print(f"ratio {ours} / {ref}: {speed[ours] / speed[ref]:.2f}x")
+    print("AdamW step over the GPT's parameters (median ms): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in opt_ms.items())
+          + f"; for-loop / fused {opt_ms['for-loop'] / opt_ms['fused']:.1f}x")
+    print(f"load average {load_start:.1f} at the start, {load_end:.1f} at the end; "
+          f"total {time.perf_counter() - t_start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
