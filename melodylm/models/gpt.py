@@ -5,8 +5,8 @@ embeddings, fused query/key/value projection and ``F.scaled_dot_product_attentio
 ``bias=True`` and the weights copied over, it computes the same function as Hugging Face's
 ``GPT2LMHeadModel`` configured with ``activation_function="gelu"`` (tests check this).
 
-Attention has no dropout: on CPU it roughly halves training speed, and dropout on the
-embeddings and residual branches regularises enough for melody-sized models.
+Attention weights get no dropout (on CPU it roughly halves training speed); ``dropout``
+applies to the embeddings and to both residual branches.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class CausalSelfAttention(nn.Module):
             k_buf[:, :, start : start + T] = k
             v_buf[:, :, start : start + T] = v
             k, v = k_buf[:, :, : start + T], v_buf[:, :, : start + T]
-            # is_causal=True would align the mask top-left (query 0 would see key 0 only), so a
-            # chunk appended to a cache needs its own mask; a single query may see every key.
+            # is_causal=True aligns its mask top-left: query i would see keys 0..i only, not the
+            # cached ones. A single new query may see every key; a chunk needs its own mask.
             mask = None
             if T > 1:
                 mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
