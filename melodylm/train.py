@@ -472,7 +472,8 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                     if math.isfinite(grad_norm):
                         writer.add_scalar("train/grad_norm", grad_norm, step)
                     writer.add_scalar("train/tokens_per_s", tok_s, step)
-            if step % cfg.eval_interval == 0 or step == max_steps:
+            time_up = bool(cfg.max_time) and time.time() - t_start >= cfg.max_time
+            if step % cfg.eval_interval == 0 or step == max_steps or time_up:
                 elapsed = time.time() - t_start
                 val = evaluate()
                 improved = val < best_val
@@ -492,6 +493,9 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                 save_last()
                 if cfg.patience and evals_without_gain >= cfg.patience:
                     stop_reason = "early_stop"
+                    break
+                if time_up:  # evaluated and saved above, so best.pt reflects the whole budget
+                    stop_reason = "max_time"
                     break
     except (KeyboardInterrupt, _Stop):
         interrupted = True
