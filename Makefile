@@ -33,7 +33,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/melodylm demo
+	$(BIN)/melodylm demo --force
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
