@@ -6,8 +6,9 @@ are tuples), checks that the rebuilt vocabulary is the one it was saved with, an
 base-token sequences to sentencepiece subword ids.
 
 Subwords: every base token id ``i`` is written as the character ``chr(CHAR_BASE + i)`` and each
-bar is one sentencepiece sentence, so learned merges never cross a bar line. Decoding subword ids
-gives back exactly the base tokens.
+bar is one sentencepiece sentence, so learned merges never cross a bar line. Only REMI has Bar
+tokens: with TSD, MIDILike and Structured a whole tune is one sentence and pieces may span bars.
+Decoding subword ids gives back exactly the base tokens.
 """
 
 from __future__ import annotations
