@@ -269,8 +269,12 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         state = load_checkpoint(last)
         saved = TrainConfig.from_dict(state["train_config"])
         # Only the stopping criteria may change on resume; everything else comes from the run.
+        # One left at its default keeps the run's own value, so `train --resume -o RUN` finishes
+        # the run it continues instead of training to the default max_steps.
+        defaults = TrainConfig()
         for k in ("max_steps", "max_epochs", "max_time", "patience"):
-            setattr(saved, k, getattr(cfg, k))
+            if getattr(cfg, k) != getattr(defaults, k):
+                setattr(saved, k, getattr(cfg, k))
         saved.out_dir, saved.device, saved.precision = str(out), cfg.device, cfg.precision
         cfg = saved
     elif master and out.exists() and any(out.iterdir()) and not force:
