@@ -408,11 +408,12 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
             raw_model.eval()
             g = torch.Generator(device="cpu").manual_seed(cfg.seed)
             ids = sample_ids(raw_model, tok, n=1, max_new_tokens=cfg.sample_tokens, generator=g, device=device)[0]
-            raw_model.train()
             score = tok.decode_score(tok.decode_ids(ids))
             writer.add_image("sample/pianoroll", pianoroll_array(score), step, dataformats="HWC")
         except Exception as e:  # a sample is a nicety; never let it stop training
             print(f"note: could not render a sample at step {step}: {e}", file=sys.stderr)
+        finally:
+            raw_model.train()  # a failed sample must not leave dropout off for the rest of the run
 
     stop_reason = "max_steps"
     last_loss = float("nan")
