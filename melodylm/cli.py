@@ -349,6 +349,163 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+_SCORE_REFERENCE = "data/default:train"
+
+
+def _score_num(x, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _copy_where(row: dict | None) -> str:
+    if not row:
+        return "none"
+    return (f"{row['notes']} notes: {row['name']} from note {row['sample_note']} (beat {row['sample_beat']:g}) "
+            f"= {row['reference']} note {row['reference_note']} (beat {row['reference_beat']:g})")
+
+
+def _print_score_skipped(skipped: list[dict], out) -> None:
+    for s in skipped[:10]:
+        print(f"  skipped {s['name']}: {s['reason']}", file=out)
+    if len(skipped) > 10:
+        print(f"  ... {len(skipped) - 10} more skipped", file=out)
+
+
+def _register_bleu(sub) -> None:
+    p = _add(sub, "bleu", "BLEU of generated melodies beside human and random baselines, with copy detection",
+             "melodylm bleu samples/gpt-small-20250101-120000 --reference data/default:train --weights custom")
+    p.add_argument("samples", nargs="?", default=None, metavar="SAMPLES",
+                   help="MIDI file or folder (default: the newest folder of MIDI files under ./samples)")
+    p.add_argument("--reference", default=None, metavar="REF",
+                   help=f"DATA_DIR:split or a MIDI folder (default: {_SCORE_REFERENCE})")
+    p.add_argument("--weights", default="custom",
+                   help="custom (0,1/12,1/12,1/6,1/6,1/6,1/6,1/12,1/12) | bleu4 | uniform:N | a list like 0,1,1,2")
+    p.add_argument("--smoothing", type=int, default=0, help="nltk smoothing method 0..7 (default 0 = none)")
+    p.add_argument("--unit", default="token", help="token (base tokens) | pitch | interval (default token)")
+    p.add_argument("--human", default=None, metavar="REF",
+                   help="real melodies for the human baseline (default: the reference dataset's test split); none = skip")
+    p.add_argument("--seed", type=int, default=0, help="seed of the baselines (default 0)")
+    p.add_argument("--melody", default="auto", help="how to read MIDI melodies: auto | skyline | track:N | all")
+    p.add_argument("--min-copy", type=int, default=16, metavar="N",
+                   help="a run of N notes found verbatim in the reference counts as a copy (default 16)")
+    p.add_argument("--per-sample", action="store_true", help="also score every sample alone")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON (last line of stdout)")
+    p.set_defaults(func=_cmd_bleu)
+
+
+def _cmd_bleu(args) -> int:
+    from melodylm.score import bleu_report, check_bleu_options, copy_report, load_pair, newest_samples
+
+    check_bleu_options(args.weights, args.smoothing, args.unit)
+    if args.min_copy < 1:
+        raise UserError(f"--min-copy {args.min_copy}: must be at least 1")
+    samples = args.samples or str(newest_samples())
+    reference = args.reference or _SCORE_REFERENCE
+    # Load both sets once: the BLEU and the copy detection read the same melodies.
+    smp, ref = load_pair(samples, reference, args.melody, need_tokens=args.unit == "token")
+    r = bleu_report(smp, ref, weights=args.weights, smoothing=args.smoothing, unit=args.unit,
+                    per_sample=args.per_sample, human=args.human, seed=args.seed, melody=args.melody)
+    c = copy_report(smp, ref, min_notes=args.min_copy, melody=args.melody)
+    out = sys.stderr if args.json else sys.stdout
+    b = r["baselines"]
+    print(f"BLEU {_score_num(r['bleu'])}  ({r['n_samples']} samples from {r['samples']} against {r['n_references']} "
+          f"melodies of {r['reference']}, unit {r['unit']})", file=out)
+    print(f"  human     {_score_num(b['human'])}  " + (f"({r['n_samples']} real melodies of {r['human_source']}, cut to "
+          "the samples' lengths)" if b["human"] is not None else "(no held-out melodies; --human REF)"), file=out)
+    print(f"  random    {_score_num(b['random'])}  (bigram chain fitted on the reference, the samples' lengths)", file=out)
+    print(f"  self-BLEU {_score_num(r['self_bleu'])}  (each sample against the others: high = the samples repeat "
+          "each other)", file=out)
+    print(f"copies: {c['n_copied']}/{c['n_samples']} samples ({100 * c['copied_share']:.0f}%) hold a run of >= "
+          f"{c['min_notes']} notes found verbatim in the reference; longest {_copy_where(c['longest'])}", file=out)
+    if args.per_sample:
+        for row, cp in zip(r["per_sample"], c["per_sample"]):
+            print(f"  {row['name']}: BLEU {_score_num(row['bleu'])}, longest copy {cp['notes']} notes", file=out)
+    if r["note"]:
+        print(f"note: {r['note']}", file=out)
+    _print_score_skipped(r["skipped"], out)
+    print(f"signature: {r['signature']}", file=out)
+    if args.json:
+        copies = {k: c[k] for k in ("unit", "min_notes", "n_copied", "copied_share", "median_notes", "longest")}
+        result = {k: r[k] for k in ("bleu", "baselines", "self_bleu", "signature", "n_samples", "n_references",
+                                     "unit", "weights", "note")} | {"copies": copies}
+        if args.per_sample:
+            result["per_sample"] = [row | {"copy_notes": cp["notes"]} for row, cp in zip(r["per_sample"], c["per_sample"])]
+        _print_json(result)
+    return 0
+
+
+def _register_copies(sub) -> None:
+    p = _add(sub, "copies", "find the longest run of each sample copied verbatim from the reference melodies",
+             "melodylm copies samples/gpt-small-20250101-120000 --reference data/default:train --unit interval")
+    p.add_argument("samples", nargs="?", default=None, metavar="SAMPLES",
+                   help="MIDI file or folder (default: the newest folder of MIDI files under ./samples)")
+    p.add_argument("--reference", default=None, metavar="REF",
+                   help=f"DATA_DIR:split or a MIDI folder (default: {_SCORE_REFERENCE})")
+    p.add_argument("--min-notes", type=int, default=16, metavar="N", help="a run of N notes counts as a copy (default 16)")
+    p.add_argument("--unit", default="note",
+                   help="note: same (pitch, duration); interval: same (interval, duration), transpositions too")
+    p.add_argument("--melody", default="auto", help="how to read MIDI melodies: auto | skyline | track:N | all")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (last line of stdout)")
+    p.set_defaults(func=_cmd_copies)
+
+
+def _cmd_copies(args) -> int:
+    from melodylm.score import copy_report, newest_samples
+
+    c = copy_report(args.samples or str(newest_samples()), args.reference or _SCORE_REFERENCE,
+                    min_notes=args.min_notes, unit=args.unit, melody=args.melody)
+    out = sys.stderr if args.json else sys.stdout
+    for row in c["per_sample"]:
+        mark = "COPY" if row["notes"] >= c["min_notes"] else "    "
+        where = (f" from note {row['sample_note']} = {row['reference']} note {row['reference_note']} "
+                 f"(beat {row['reference_beat']:g})" if row["notes"] else "")
+        print(f"{mark} {row['name']}: {row['notes']} of {row['sample_notes']} notes{where}", file=out)
+    print(f"{c['n_copied']}/{c['n_samples']} samples ({100 * c['copied_share']:.0f}%) hold a run of >= "
+          f"{c['min_notes']} notes ({c['unit']}s) found in one of {c['n_references']} melodies of {c['reference']}; "
+          f"median longest run {c['median_notes']:g} notes", file=out)
+    _print_score_skipped(c["skipped"], out)
+    if args.json:
+        _print_json(c)
+    return 0
+
+
+def _register_metrics(sub) -> None:
+    p = _add(sub, "metrics", "melodic and tonal statistics of samples, and their overlap with a reference (OA, KL)",
+             "melodylm metrics samples/gpt-small-20250101-120000 --reference data/default:train --plot metrics.png")
+    p.add_argument("samples", nargs="?", default=None, metavar="SAMPLES",
+                   help="MIDI file or folder, or DATA_DIR:split (default: the newest folder under ./samples)")
+    p.add_argument("--reference", default=None, metavar="REF",
+                   help=f"DATA_DIR:split or a MIDI folder (default: {_SCORE_REFERENCE} if it exists); none = samples alone")
+    p.add_argument("--plot", default=None, metavar="PNG", help="draw both sets' distributions side by side")
+    p.add_argument("--melody", default="auto", help="how to read MIDI melodies: auto | skyline | track:N | all")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON (last line of stdout)")
+    p.set_defaults(func=_cmd_metrics)
+
+
+def _cmd_metrics(args) -> int:
+    from melodylm.score import metrics_report, newest_samples
+
+    reference = args.reference
+    if reference is None:
+        default_dir = Path(_SCORE_REFERENCE.rsplit(":", 1)[0])
+        reference = _SCORE_REFERENCE if default_dir.is_dir() else None
+        if reference is None:
+            print(f"melodylm: no reference ({default_dir} not found): statistics of the samples alone", file=sys.stderr)
+    elif reference.lower() == "none":
+        reference = None
+    m = metrics_report(args.samples or str(newest_samples()), reference, plot=args.plot, melody=args.melody)
+    out = sys.stderr if args.json else sys.stdout
+    print(f"{m['n_samples']} samples from {m['samples_source']}"
+          + (f" against {m['n_references']} melodies of {m['reference_source']} (OA: overlapping area of the "
+             "distributions, 1 = same; KL(samples || reference) in nats)" if m["reference_source"] else ""), file=out)
+    print(m["table"], file=out)
+    _print_score_skipped(m["skipped"], out)
+    if m["plot"]:
+        print(f"wrote {m['plot']}", file=out)
+    if args.json:
+        _print_json({k: v for k, v in m.items() if k != "table"})
+    return 0
+
+
 # @@SUBCOMMANDS@@
 
 

@@ -1,0 +1,678 @@
+"""Scoring a set of melodies against a reference: BLEU beside baselines, copies, music statistics.
+
+This is what ``melodylm bleu | copies | metrics`` and the demo call. A *set* is named by a spec:
+
+* a MIDI file or a folder of MIDI files (searched recursively), e.g. ``samples/gpt-20250101-1200``;
+* ``DATA_DIR:split`` for a token dataset made by ``melodylm tokenize``, e.g. ``data/default:train``
+  (a dataset folder without ``:split`` means its training split).
+
+Every melody becomes a :class:`MelodyItem`: its notes in beats and its base tokens. Base tokens
+are miditok's, never subword ids, and samples are re-tokenized with the *reference's* tokenizer,
+so both sides of a BLEU score share one vocabulary. A MIDI file written by ``melodylm sample``
+has a JSON sidecar whose ``continuation_start_beat`` says where the model's notes begin; notes
+before it (the prompt) are dropped, so that a prompt copied from a real tune does not count.
+
+BLEU of melodies against a large reference set saturates (field notes: real held-out tunes score
+0.95-0.99 BLEU-4), so a BLEU number means little alone: :func:`bleu_report` puts it beside real
+held-out melodies and random sequences cut to the same lengths, under the same reference and
+weights, and the samples' self-BLEU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from melodylm.errors import UserError
+
+__all__ = [
+    "COPY_UNITS",
+    "MelodyItem",
+    "MelodySet",
+    "UNITS",
+    "bleu_report",
+    "check_bleu_options",
+    "copy_items",
+    "copy_report",
+    "load_pair",
+    "load_set",
+    "matched_lengths",
+    "metrics_report",
+    "newest_samples",
+    "sequences",
+]
+
+UNITS = ("token", "pitch", "interval")  # what BLEU counts n-grams of
+COPY_UNITS = ("note", "interval")  # what a verbatim copy is made of
+# Durations are compared on a grid of 1/48 beat (32nds and triplets exact), so that two files
+# of different resolutions give the same items for the same notes.
+_DURATION_GRID = 48
+
+
+@dataclass
+class MelodyItem:
+    """One melody of a set.
+
+    ``notes`` is an (N, 3) float array of (onset, duration, pitch), onsets and durations in beats
+    (quarter notes), sorted by onset; for a sample with a kept prompt, only the continuation,
+    shifted to start in the bar where it begins. ``tokens`` are the base tokens of those notes
+    under the reference's tokenizer (``None`` when the set was loaded without a tokenizer).
+    """
+
+    name: str
+    notes: np.ndarray
+    beats_per_bar: float = 4.0
+    tokens: np.ndarray | None = None
+
+
+class MelodySet(list):
+    """A list of :class:`MelodyItem` that remembers where it came from.
+
+    Attributes:
+        source: the spec it was loaded from.
+        tokenizer: the :class:`MelodyTokenizer` its tokens come from (or None).
+        held_out: spec of real melodies of the same collection that are not in this set (a
+            dataset's test split for its train split), the default human baseline; else None.
+        skipped: ``(name, reason)`` for every file that gave no melody.
+    """
+
+    def __init__(self, items=(), source: str = "", tokenizer=None, held_out: str | None = None,
+                 skipped: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(items)
+        self.source = source
+        self.tokenizer = tokenizer
+        self.held_out = held_out
+        self.skipped = list(skipped)
+
+
+Spec = Union[str, Path, Sequence]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading sets.
+
+def _is_dataset_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "tokenizer.json").is_file() and (p / "stats.json").is_file()
+
+
+def _parse_spec(spec: str | Path) -> tuple[str, Path, str]:
+    """("dataset", folder, split) or ("midi", path, "")."""
+    from melodylm.dataset import SPLITS
+
+    text = str(spec)
+    p = Path(text)
+    if p.exists():
+        return ("dataset", p, "train") if _is_dataset_dir(p) else ("midi", p, "")
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail in SPLITS:
+        return "dataset", Path(head), tail
+    raise UserError(f"{text}: no such file or folder (expected MIDI files, a folder of them, "
+                    f"or DATA_DIR:split such as data/default:train)")
+
+
+def _first_time_signature(score, before_tick: int = 0) -> tuple[int, int]:
+    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
+                  if ts.numerator > 0 and ts.denominator > 0)
+    active = [s for s in sigs if s[0] <= before_tick] or sigs[:1]
+    return (active[-1][1], active[-1][2]) if active else (4, 4)
+
+
+def _beats_per_bar(numerator: int, denominator: int) -> float:
+    return numerator * 4 / denominator
+
+
+def _bar_start(score, tick: int) -> int:
+    """Tick of the start of the bar holding ``tick`` (bars restart at every time signature)."""
+    tpq = int(score.ticks_per_quarter)
+    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
+                  if ts.numerator > 0 and ts.denominator > 0)
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))  # MIDI's default before the first time signature
+    t, num, den = [s for s in sigs if s[0] <= tick][-1]
+    bar = num * tpq * 4 / den
+    return int(t + math.floor((tick - t) / bar) * bar)
+
+
+def _score_notes(score) -> np.ndarray:
+    """(N, 3) int64 (time, duration, pitch) in ticks of all tracks, sorted by onset then pitch."""
+    from melodylm.midi import note_array
+
+    parts = [note_array(t) for t in score.tracks]
+    notes = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+    return notes[np.lexsort((notes[:, 2], notes[:, 0]))] if len(notes) else notes.reshape(0, 3)
+
+
+def _in_beats(notes_ticks: np.ndarray, tpq: int) -> np.ndarray:
+    out = notes_ticks.astype(float)
+    out[:, :2] /= tpq
+    return out
+
+
+def _same_tokens(a, b) -> bool:
+    """Whether two tokenizers give the same base tokens (subwords do not matter here)."""
+    return a is b or (a is not None and b is not None and a.settings == b.settings)
+
+
+def _encode(tokenizer, score) -> np.ndarray:
+    """Base tokens of a one-track score, as the dataset builder makes them."""
+    from melodylm.midi import transpose
+
+    in_range, _ = transpose(score, 0, tuple(tokenizer.settings.pitch_range))
+    if not any(len(t.notes) for t in in_range.tracks):
+        return np.zeros(0, dtype=np.int64)
+    return tokenizer.encode_score(in_range)
+
+
+def _decoder(tok):
+    """``tok.decode_score`` for many tunes, without miditok's per-token id -> string look-ups.
+
+    miditok fills a sequence's token strings from its ids one vocabulary call at a time (~40% of
+    decoding a folk tune); for an untrained single-vocabulary tokenizer the string of id ``i`` is
+    ``base_vocab[i]``, so we hand the strings over and miditok skips that step. Same scores as
+    ``decode_score`` (tested); other tokenizers use ``decode_score`` itself.
+    """
+    base = tok.base
+    if getattr(base, "is_trained", True) or base.is_multi_voc or base.one_token_stream:
+        return lambda ids: tok.decode_score(np.asarray(ids).tolist())
+    from miditok import TokSequence
+
+    vocab = tok.base_vocab
+    special = {tok.pad_id_base, tok.bos_id_base, tok.eos_id_base}
+
+    def decode(ids):
+        kept = [i for i in np.asarray(ids).tolist() if i not in special]
+        return base.decode([TokSequence(ids=kept, tokens=[vocab[i] for i in kept])])
+
+    return decode
+
+
+def _dataset_set(folder: Path, split: str, tokenizer) -> MelodySet:
+    """A dataset split (its untransposed tunes) from the stored tokens, decoded to notes."""
+    from melodylm.dataset import Dataset
+
+    ds = Dataset(folder)
+    sp = ds.split(split)
+    tok = ds.tokenizer
+    retokenize = tokenizer is not None and not _same_tokens(tokenizer, tok)
+    manifest = ds.manifest()
+    decode = _decoder(tok)
+    items, seen = [], {}
+    for i in sp.originals().tolist():
+        base = tok.decode_ids(sp.tune(i)[1:-1])
+        score = decode(base)
+        ticks = _score_notes(score)
+        source = int(sp.index[i]["source"])
+        stem = Path(manifest[source]["path"]).stem if 0 <= source < len(manifest) else f"{split}_{i}"
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}#{seen[stem]}"
+        tokens = _encode(tokenizer, score) if retokenize else np.asarray(base, dtype=np.int64)
+        items.append(MelodyItem(name, _in_beats(ticks, int(score.ticks_per_quarter)),
+                                _beats_per_bar(*_first_time_signature(score)), tokens))
+    other = "val" if split == "test" else "test"
+    held_out = f"{folder}:{other}" if len(ds.split(other).originals()) else None
+    return MelodySet(items, f"{folder}:{split}", tokenizer if retokenize else tok, held_out)
+
+
+def _read_sidecar(midi: Path) -> tuple[float, str | None]:
+    """(beat where the model's notes start, problem with the sidecar or None)."""
+    side = midi.with_suffix(".json")
+    if not side.is_file():
+        return 0.0, None
+    try:
+        d = json.loads(side.read_text())
+        start = float(d.get("continuation_start_beat") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        return 0.0, f"sidecar {side.name} ignored ({type(e).__name__})"
+    options = d.get("options") if isinstance(d.get("options"), dict) else {}
+    if options.get("keep_prompt") is False:
+        return 0.0, None  # the file holds the continuation alone already
+    return max(start, 0.0), None
+
+
+def _continuation(score, start_beat: float):
+    """The notes from ``start_beat`` on, moved to start in the bar where they begin.
+
+    Returns (score of the kept notes, their (N, 3) tick array). Keeping the bar position makes
+    the re-tokenized continuation read like the same bars of the full file.
+    """
+    import symusic
+
+    from melodylm.midi import make_track
+
+    tpq = int(score.ticks_per_quarter)
+    notes = _score_notes(score)
+    notes = notes[notes[:, 0] >= start_beat * tpq - 0.5]
+    if not len(notes):
+        return None, notes
+    shift = _bar_start(score, int(notes[0, 0]))
+    notes = notes.copy()
+    notes[:, 0] -= shift
+    out = symusic.Score(tpq)
+    sigs = sorted(score.time_signatures, key=lambda s: int(s.time))
+    active = [s for s in sigs if int(s.time) <= shift][-1:]
+    for s in active + [s for s in sigs if int(s.time) > shift]:
+        out.time_signatures.append(symusic.TimeSignature(max(0, int(s.time) - shift), s.numerator, s.denominator))
+    track = score.tracks[0] if len(score.tracks) else None
+    out.tracks.append(make_track(notes, name=(track.name if track is not None else "") or "melody",
+                                 program=track.program if track is not None else 0))
+    return out, notes
+
+
+def _midi_set(path: Path, tokenizer, melody: str, continuation_only: bool) -> MelodySet:
+    from melodylm.dataset import find_midi_files
+    from melodylm.midi import load_melody
+
+    files = [Path(f) for f in find_midi_files([str(path)])]
+    if not files:
+        raise UserError(f"{path}: no MIDI files (.mid, .midi) found")
+    root = path if path.is_dir() else path.parent
+    items, skipped = [], []
+    for f in files:
+        name = str(f.relative_to(root).with_suffix(""))
+        mel = load_melody(f, melody)
+        if mel.status != "ok":
+            skipped.append((name, mel.reason))
+            continue
+        score = mel.score
+        start, problem = _read_sidecar(f) if continuation_only else (0.0, None)
+        if problem:
+            skipped.append((name, problem + "; all notes used"))
+        if start > 0:
+            score, ticks = _continuation(score, start)
+            if score is None:
+                skipped.append((name, f"no notes from continuation_start_beat {start:g} on"))
+                continue
+        else:
+            ticks = _score_notes(score)
+        tpq = int(score.ticks_per_quarter)
+        tokens = _encode(tokenizer, score) if tokenizer is not None else None
+        items.append(MelodyItem(name, _in_beats(ticks, tpq), _beats_per_bar(*_first_time_signature(score)), tokens))
+    return MelodySet(items, str(path), tokenizer, None, skipped)
+
+
+def load_set(spec: Spec, tokenizer=None, melody: str = "auto", continuation_only: bool = True) -> MelodySet:
+    """Load a set of melodies (see the module docstring for specs).
+
+    Args:
+        spec: a MIDI file or folder, ``DATA_DIR:split``, a list of such specs (concatenated), or a
+            list of :class:`MelodyItem` (returned as a set).
+        tokenizer: tokenizer for the tokens of MIDI files (None: no tokens). For a dataset, the
+            stored tokens are used when this tokenizer makes the same base tokens as the
+            dataset's (or is None); otherwise the tunes are re-tokenized with it.
+        melody: how to pick the melody of a MIDI file (``auto``, ``skyline``, ``track:N``, ``all``).
+        continuation_only: drop the notes before a sidecar's ``continuation_start_beat``.
+
+    Returns:
+        A :class:`MelodySet` (a list of :class:`MelodyItem`), in file / dataset order.
+
+    Raises:
+        UserError: a spec that names nothing, a folder without MIDI files, a missing dataset.
+    """
+    if isinstance(spec, MelodySet):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        if all(isinstance(x, MelodyItem) for x in spec):
+            return MelodySet(spec, "<items>", tokenizer)
+        parts = [load_set(s, tokenizer, melody, continuation_only) for s in spec]
+        held = {p.held_out for p in parts}
+        return MelodySet([it for p in parts for it in p], ",".join(p.source for p in parts),
+                         parts[0].tokenizer if parts else tokenizer,
+                         held.pop() if len(held) == 1 else None, [s for p in parts for s in p.skipped])
+    kind, path, split = _parse_spec(spec)
+    if kind == "dataset":
+        return _dataset_set(path, split, tokenizer)
+    return _midi_set(path, tokenizer, melody, continuation_only)
+
+
+def newest_samples(root: str | Path = "samples") -> Path:
+    """The folder under ``root`` whose newest MIDI file is the newest (what ``melodylm sample`` wrote last)."""
+    from melodylm.dataset import MIDI_SUFFIXES
+
+    root = Path(root)
+    newest: dict[Path, float] = {}
+    if root.is_dir():
+        for f in root.rglob("*"):
+            if f.suffix.lower() in MIDI_SUFFIXES and f.is_file():
+                newest[f.parent] = max(newest.get(f.parent, 0.0), f.stat().st_mtime)
+    if not newest:
+        raise UserError(f"no samples found: ./{root} holds no folder of MIDI files; run `melodylm sample` "
+                        "first or name the samples (a MIDI file or folder)")
+    return max(newest, key=lambda d: (newest[d], str(d)))
+
+
+def load_pair(samples: Spec, reference: Spec, melody: str = "auto", need_tokens: bool = True
+              ) -> tuple[MelodySet, MelodySet]:
+    """(samples, reference) loaded so that both can be compared: the reference's tokenizer
+    tokenizes the samples (a MIDI reference gets the default tokenizer). Sets already loaded
+    are used as they are. Raises UserError for an empty set or tokens that do not match.
+    """
+    from melodylm.tokenizer import MelodyTokenizer
+
+    ref_tok = None
+    if need_tokens and not isinstance(reference, (list, tuple)) and _parse_spec(reference)[0] == "midi":
+        ref_tok = MelodyTokenizer()  # a MIDI reference: both sides get the default tokenization
+    ref = load_set(reference, ref_tok, melody)
+    tok = ref.tokenizer if ref.tokenizer is not None else (MelodyTokenizer() if need_tokens else None)
+    smp = load_set(samples, tok if need_tokens else None, melody)
+    if not smp:
+        why = "; ".join(f"{n}: {r}" for n, r in smp.skipped[:3])
+        raise UserError(f"{smp.source}: no usable melody among the samples" + (f" ({why})" if why else ""))
+    if not ref:
+        raise UserError(f"{ref.source}: the reference holds no melody")
+    if need_tokens:
+        for s in (ref, smp):
+            if any(it.tokens is None for it in s):
+                raise UserError(f"{s.source}: melodies without tokens; load them with the reference's tokenizer")
+        if smp.tokenizer is not None and ref.tokenizer is not None and not _same_tokens(smp.tokenizer, ref.tokenizer):
+            raise UserError("samples and reference were tokenized differently: BLEU over tokens needs one "
+                            "tokenization (load the samples with the reference's tokenizer, or use --unit pitch)")
+    return smp, ref
+
+
+# --------------------------------------------------------------------------------------------
+# BLEU.
+
+def sequences(items: Sequence[MelodyItem], unit: str) -> list[list[int]]:
+    """The sequence each melody contributes to BLEU: base tokens, pitches, or pitch intervals."""
+    if unit not in UNITS:
+        raise UserError(f"--unit {unit!r}: choose one of {', '.join(UNITS)}")
+    if unit == "token":
+        return [np.asarray(it.tokens, dtype=np.int64).tolist() for it in items]
+    pitches = [np.asarray(it.notes[:, 2], dtype=np.int64) for it in items]
+    if unit == "pitch":
+        return [p.tolist() for p in pitches]
+    return [np.diff(p).tolist() for p in pitches]
+
+
+def _weights(weights: str | Sequence[float]) -> tuple[tuple[float, ...], str | None]:
+    from melodylm.metrics.bleu import parse_weights
+
+    if isinstance(weights, str):
+        return parse_weights(weights)
+    return parse_weights(",".join(repr(float(w)) for w in weights))
+
+
+def _smoothing(smoothing: int):
+    from nltk.translate.bleu_score import SmoothingFunction
+
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, np.integer)) or not 0 <= smoothing <= 7:
+        raise UserError(f"--smoothing {smoothing!r}: choose an nltk smoothing method 0..7 (0 = none)")
+    return None if smoothing == 0 else getattr(SmoothingFunction(), f"method{int(smoothing)}")
+
+
+def check_bleu_options(weights: str | Sequence[float], smoothing: int, unit: str
+                       ) -> tuple[tuple[float, ...], str | None]:
+    """Check BLEU options before any loading; returns (weights, normalisation note or None).
+
+    Raises:
+        UserError: bad weights (negative, none positive, unreadable), smoothing not in 0..7, or
+            an unknown unit; the message names the flag.
+    """
+    w, note = _weights(weights)
+    _smoothing(smoothing)
+    if unit not in UNITS:
+        raise UserError(f"--unit {unit!r}: choose one of {', '.join(UNITS)}")
+    return w, note
+
+
+def matched_lengths(pool: Sequence[Sequence], lengths: Sequence[int], seed: int = 0) -> list[list]:
+    """One sequence of ``pool`` per length, cut to that length: same count and lengths.
+
+    Longest lengths choose first, each taking a random unused sequence at least that long (the
+    longest unused one if none is); the pool is reused once every sequence has been taken.
+    Returned in the order of ``lengths``.
+    """
+    if not pool:
+        raise ValueError("empty pool")
+    rng = np.random.default_rng(seed)
+    pool_len = np.fromiter(map(len, pool), dtype=np.int64, count=len(pool))
+    out: list[list] = [[] for _ in lengths]
+    unused = np.ones(len(pool), dtype=bool)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if not unused.any():
+            unused[:] = True
+        ok = np.flatnonzero(unused & (pool_len >= lengths[i]))
+        j = int(rng.choice(ok)) if ok.size else int(np.flatnonzero(unused)[np.argmax(pool_len[unused])])
+        unused[j] = False
+        out[i] = list(pool[j][:lengths[i]])
+    return out
+
+
+def bleu_report(samples: Spec, reference: Spec, weights: str | Sequence[float] = "custom", smoothing: int = 0,
+                unit: str = "token", per_sample: bool = False, human: Spec | None = None, seed: int = 0,
+                melody: str = "auto") -> dict:
+    """Corpus BLEU of the samples against a reference set, with baselines under the same setting.
+
+    Args:
+        samples, reference: specs or loaded sets (see :func:`load_set`); typically the samples
+            folder and ``DATA_DIR:train``.
+        weights: ``custom`` (0,1/12,1/12,1/6,1/6,1/6,1/6,1/12,1/12 over 1- to 9-grams), ``bleu4``,
+            ``uniform:N``, a comma-separated list, or a sequence of numbers.
+        smoothing: nltk smoothing method 0..7 (0 = none).
+        unit: ``token`` (base tokens of the reference's tokenizer), ``pitch``, or ``interval``
+            (consecutive pitch differences: transposition-invariant).
+        per_sample: add every sample's sentence BLEU.
+        human: real melodies for the human baseline; default the held-out split of the
+            reference dataset (its test split for ``DATA_DIR:train``); ``"none"`` for no baseline.
+        seed: seed of the random baseline and of the choice of human melodies.
+
+    Returns:
+        ``bleu``; ``baselines`` ``{"human", "random"}`` (human is None without held-out melodies);
+        ``self_bleu`` (each sample against the others; None for one sample); ``signature``;
+        ``n_samples``; ``n_references``; ``weights``; ``note`` (what was normalised, or None);
+        ``unit``, ``smoothing``, ``seed``, ``human_source``, ``skipped``; with ``per_sample``
+        a list of ``{"name", "bleu"}``.
+
+    The human baseline takes as many held-out melodies as there are samples and cuts each to a
+    sample's length; the random one draws sequences of the samples' lengths from a bigram chain
+    fitted on the reference (:func:`melodylm.metrics.bleu.random_like`). BLEU rises with
+    length and with the reference size, which is why both baselines copy the samples' lengths
+    and share the reference.
+    """
+    from melodylm.metrics.bleu import BleuReference, bleu_signature, random_like, self_bleu
+
+    w, note = check_bleu_options(weights, smoothing, unit)
+    smooth_fn = _smoothing(smoothing)
+    smp, ref = load_pair(samples, reference, melody, unit == "token")
+    hyps, refs = sequences(smp, unit), sequences(ref, unit)
+    lengths = [len(h) for h in hyps]
+    n_orders = max(len(w), 5) if smoothing in (5, 7) else len(w)
+    table = BleuReference(refs, max_n=n_orders)
+
+    human_spec = ref.held_out if human is None else (None if str(human).lower() == "none" else human)
+    human_set = None
+    if human_spec is not None:
+        human_set = load_set(human_spec, ref.tokenizer if unit == "token" else None, melody)
+        if not human_set:
+            raise UserError(f"{human_set.source}: no melody for the human baseline")
+    with warnings.catch_warnings():
+        # nltk's method0 warns for every zero n-gram count; with 9-gram weights that is normal.
+        warnings.simplefilter("ignore")
+        bleu = float(table.corpus_bleu(hyps, w, smooth_fn))
+        human_bleu = None
+        if human_set is not None:
+            human_seqs = matched_lengths(sequences(human_set, unit), lengths, seed)
+            human_bleu = float(table.corpus_bleu(human_seqs, w, smooth_fn))
+        random_bleu = float(table.corpus_bleu(random_like(refs, lengths, seed=seed), w, smooth_fn))
+        selfb = float(self_bleu(hyps, w, smooth_fn)) if len(hyps) > 1 else None
+        per = table.sentence_scores(hyps, w, smooth_fn) if per_sample else None
+    out: dict[str, Any] = {
+        "bleu": bleu,
+        "baselines": {"human": human_bleu, "random": random_bleu},
+        "self_bleu": selfb,
+        "signature": bleu_signature(w, int(smoothing), unit, table.fingerprint, len(refs)) + f"|seed:{seed}",
+        "n_samples": len(hyps),
+        "n_references": len(refs),
+        "weights": list(w),
+        "note": note,
+        "unit": unit,
+        "smoothing": int(smoothing),
+        "seed": seed,
+        "samples": smp.source,
+        "reference": ref.source,
+        "human_source": human_set.source if human_set is not None else None,
+        "skipped": [{"name": n, "reason": r} for n, r in smp.skipped],
+    }
+    if per is not None:
+        out["per_sample"] = [{"name": it.name, "bleu": float(s)} for it, s in zip(smp, per)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Copies.
+
+def copy_items(item: MelodyItem, unit: str) -> list[tuple[int, int]]:
+    """What a copy is made of: (pitch, duration) per note, or (interval, duration) per later note.
+
+    Durations are counted in 1/48 beat.
+    """
+    pitch = np.asarray(item.notes[:, 2], dtype=np.int64)
+    dur = np.rint(np.asarray(item.notes[:, 1], dtype=float) * _DURATION_GRID).astype(np.int64)
+    if unit == "note":
+        return list(zip(pitch.tolist(), dur.tolist()))
+    if unit == "interval":
+        return list(zip(np.diff(pitch).tolist(), dur[1:].tolist()))
+    raise UserError(f"--unit {unit!r}: choose one of {', '.join(COPY_UNITS)}")
+
+
+def copy_report(samples: Spec, reference: Spec, min_notes: int = 16, unit: str = "note",
+                melody: str = "auto") -> dict:
+    """The longest verbatim run of each sample found in one reference melody.
+
+    A run is consecutive notes with the same (pitch, duration) (``unit="note"``), or the same
+    (interval from the previous note, duration) (``unit="interval"``: a transposed copy counts).
+    Lengths are in notes either way (k intervals span k + 1 notes).
+
+    Returns:
+        ``unit``, ``min_notes``, ``n_samples``, ``n_references``; ``n_copied`` and
+        ``copied_share``: samples with a run of at least ``min_notes`` notes; ``median_notes``;
+        ``longest``: the longest run overall (or None); ``per_sample``: per sample ``{"name",
+        "notes" (run length), "sample_notes", "sample_note", "sample_beat", "reference",
+        "reference_note", "reference_beat"}`` (where the run starts on each side; reference
+        fields are None without a run).
+    """
+    from melodylm.metrics.copy import CopyIndex
+
+    if unit not in COPY_UNITS:
+        raise UserError(f"--unit {unit!r}: choose one of {', '.join(COPY_UNITS)}")
+    if isinstance(min_notes, bool) or int(min_notes) != min_notes or min_notes < 1:
+        raise UserError(f"--min-notes {min_notes!r}: must be a whole number of notes, at least 1")
+    smp, ref = load_pair(samples, reference, melody, need_tokens=False)
+    index = CopyIndex([copy_items(it, unit) for it in ref])
+    matches = index.longest_matches([copy_items(it, unit) for it in smp])
+    extra = 1 if unit == "interval" else 0
+    rows = []
+    for it, m in zip(smp, matches):
+        found = m.length > 0
+        r = ref[m.tune] if found else None
+        rows.append({
+            "name": it.name,
+            "notes": m.length + extra if found else 0,
+            "sample_notes": len(it.notes),
+            "sample_note": m.sample_offset if found else None,
+            "sample_beat": float(it.notes[m.sample_offset, 0]) if found else None,
+            "reference": r.name if r is not None else None,
+            "reference_note": m.train_offset if found else None,
+            "reference_beat": float(r.notes[m.train_offset, 0]) if r is not None else None,
+        })
+    lengths = [row["notes"] for row in rows]
+    n_copied = sum(x >= min_notes for x in lengths)
+    longest = max(rows, key=lambda row: row["notes"]) if rows else None
+    return {
+        "unit": unit,
+        "min_notes": int(min_notes),
+        "n_samples": len(rows),
+        "n_references": len(ref),
+        "n_copied": n_copied,
+        "copied_share": n_copied / len(rows) if rows else 0.0,
+        "median_notes": float(np.median(lengths)) if rows else 0.0,
+        "longest": longest if longest is not None and longest["notes"] > 0 else None,
+        "per_sample": rows,
+        "samples": smp.source,
+        "reference": ref.source,
+        "skipped": [{"name": n, "reason": r} for n, r in smp.skipped],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Music statistics.
+
+def _set_values(items: Sequence[MelodyItem]) -> dict[str, np.ndarray]:
+    from melodylm.metrics.music import METRICS, melody_metrics
+
+    rows = [melody_metrics(it.notes, it.beats_per_bar) for it in items]
+    return {name: np.array([r[name] for r in rows], dtype=float) for name in METRICS}
+
+
+def _finite(x: float) -> float | None:
+    """A JSON-safe number: NaN and infinities become None."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _summary(values: dict[str, np.ndarray]) -> dict[str, dict]:
+    out = {}
+    for name, v in values.items():
+        v = v[np.isfinite(v)]
+        out[name] = {"mean": _finite(v.mean()) if v.size else None, "std": _finite(v.std()) if v.size else None,
+                     "n": int(v.size)}
+    return out
+
+
+def metrics_report(samples: Spec, reference: Spec | None = None, plot: str | Path | None = None,
+                   melody: str = "auto") -> dict:
+    """Melodic and tonal statistics of the samples, and how their distributions differ from a reference.
+
+    Args:
+        samples, reference: specs or loaded sets (see :func:`load_set`); no reference gives the
+            samples' statistics alone.
+        plot: PNG path for the two sets' distributions side by side (needs a reference).
+
+    Returns:
+        ``n_samples``, ``n_references``; ``samples`` and ``reference``: per metric ``{"mean",
+        "std", "n"}``; ``comparison``: per metric ``{"oa", "kl"}`` (overlapping area, 1 = same
+        distribution; KL(samples || reference) in nats; None where undefined) or None;
+        ``table``: the text table; ``plot``: the PNG written, or None. See
+        :mod:`melodylm.metrics.music` for the metrics.
+    """
+    from melodylm.metrics.music import compare_sets, plot_distributions, summary_table
+
+    if plot is not None and reference is None:
+        raise UserError("--plot needs a reference set to compare with (--reference)")
+    smp = load_set(samples, None, melody)
+    if not smp:
+        raise UserError(f"{smp.source}: no usable melody among the samples")
+    ref = load_set(reference, None, melody) if reference is not None else None
+    if ref is not None and not ref:
+        raise UserError(f"{ref.source}: the reference holds no melody")
+    a = _set_values(smp)
+    b = _set_values(ref) if ref is not None else None
+    comparison = None
+    if b is not None:
+        comparison = {name: {"oa": _finite(c["oa"]), "kl": _finite(c["kl"])}
+                      for name, c in compare_sets(a, b).items()}
+    if plot is not None:
+        plot = Path(plot)
+        try:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_distributions(a, b, plot)
+        except OSError as e:
+            raise UserError(f"--plot {plot}: cannot write ({e.strerror or e})") from None
+    return {
+        "n_samples": len(smp),
+        "n_references": len(ref) if ref is not None else 0,
+        "samples": _summary(a),
+        "reference": _summary(b) if b is not None else None,
+        "comparison": comparison,
+        "table": summary_table(a, b),
+        "plot": str(plot) if plot is not None else None,
+        "samples_source": smp.source,
+        "reference_source": ref.source if ref is not None else None,
+        "skipped": [{"name": n, "reason": r} for n, r in smp.skipped],
+    }
