@@ -380,10 +380,18 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                             "elapsed": elapsed, "tokens_seen": tokens_seen, "history": history, "rng": rng_snapshot()}
         return p
 
+    saved_step = [state["step"] if state is not None else None]  # step of the newest last.pt
+
     def save_last() -> None:
         p = payload(full=True)  # every rank takes part in the RNG gather
         if master:
             save_checkpoint(out / "last.pt", p)
+        saved_step[0] = step
+
+    def diverged(what: str, value: float, at: int) -> TrainingError:
+        kept = (f"the last good checkpoint {out / 'last.pt'} (step {saved_step[0]}) is kept" if saved_step[0] is not None
+                else "no checkpoint was written")
+        return TrainingError(f"the {what} became {value} at step {at}: stopped; {kept} (try a lower --lr)")
 
     @torch.no_grad()
     def evaluate() -> float:
@@ -451,12 +459,14 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                     scaler.scale(loss).backward()
                 loss_sum += loss.detach().float().item()
             if not math.isfinite(loss_sum):
-                raise TrainingError(f"the training loss became {loss_sum} at step {step}: stopped; the last good "
-                                    f"checkpoint {out / 'last.pt'} is kept (try a lower --lr)")
+                raise diverged("training loss", loss_sum, step + 1)
             grad_norm = float("nan")
             if cfg.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip).item()
+                # fp16's scaler skips steps with inf gradients by design; in fp32/bf16 they poison the weights
+                if not math.isfinite(grad_norm) and not scaler.is_enabled():
+                    raise diverged("gradient norm", grad_norm, step + 1)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -481,6 +491,8 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
             if step % cfg.eval_interval == 0 or step == max_steps or time_up:
                 elapsed = time.time() - t_start
                 val = evaluate()
+                if not math.isfinite(val):  # the last update broke the weights: never checkpoint them
+                    raise diverged("validation loss", val, step)
                 improved = val < best_val
                 if improved:
                     best_val, evals_without_gain = val, 0
