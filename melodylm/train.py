@@ -522,9 +522,9 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         if prev_handler is not None:
             signal.signal(signal.SIGTERM, prev_handler)
     elapsed = time.time() - t_start
-    if history and history[-1]["step"] == step and not interrupted and (out / "last.pt").exists():
-        pass  # last.pt was written at this step's evaluation
-    else:
+    # Every rank takes this same branch (save_last gathers from all of them), so it must not
+    # depend on the file system, where rank 0 may not have finished writing last.pt yet.
+    if saved_step[0] != step or interrupted:
         save_last()
     if master and not (out / "best.pt").exists():
         save_checkpoint(out / "best.pt", payload(full=False))
