@@ -53,12 +53,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         # Disk full, interrupt: the previous checkpoint at `path` is untouched.
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(e, OSError):
+            kept = "the previous one is unchanged" if path.exists() else "none was written"
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from e
         raise
     try:
         fd = os.open(path.parent, os.O_RDONLY)
