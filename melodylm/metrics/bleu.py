@@ -10,8 +10,8 @@ contains it. We count that once per reference set, in numpy, and then do exactly
 * denominators ``max(1, number of hypothesis n-grams)``, summed over the corpus;
 * the closest reference length per hypothesis, ties going to the shorter one;
 * nltk's ``Fraction`` with unnormalised numerator and denominator, because the smoothing
-  methods read ``.numerator`` and ``.denominator`` (method 3 gives ``1/(2*den)``, not
-  ``1/(2*den/gcd)``);
+  methods read ``.numerator`` and ``.denominator`` (method 3 turns ``0/den`` into
+  ``1/(2*den)``; a normalised ``0/1`` would give ``1/2``);
 * every order up to the longest weight tuple, also where a weight is zero (method0 warns and
   method3 to 7 change their result with the number of orders);
 * the early ``0`` (an ``int``) when there is no unigram match;
