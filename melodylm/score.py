@@ -425,9 +425,9 @@ def check_bleu_options(weights: str | Sequence[float], smoothing: int, unit: str
 def matched_lengths(pool: Sequence[Sequence], lengths: Sequence[int], seed: int = 0) -> list[list]:
     """One sequence of ``pool`` per length, cut to that length: same count and lengths.
 
-    Longest lengths choose first, each taking a random unused sequence at least that long (the
-    longest unused one if none is); the pool is reused once every sequence has been taken.
-    Returned in the order of ``lengths``.
+    Longest lengths choose first, each taking a random sequence at least that long, preferring
+    one not taken yet (sequences are reused only when the pool runs short); where no sequence is
+    long enough, the longest one is taken whole. Returned in the order of ``lengths``.
     """
     if not pool:
         raise ValueError("empty pool")
@@ -436,10 +436,10 @@ def matched_lengths(pool: Sequence[Sequence], lengths: Sequence[int], seed: int 
     out: list[list] = [[] for _ in lengths]
     unused = np.ones(len(pool), dtype=bool)
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if not unused.any():
-            unused[:] = True
-        ok = np.flatnonzero(unused & (pool_len >= lengths[i]))
-        j = int(rng.choice(ok)) if ok.size else int(np.flatnonzero(unused)[np.argmax(pool_len[unused])])
+        long_enough = pool_len >= lengths[i]
+        fresh = np.flatnonzero(long_enough & unused)
+        reuse = np.flatnonzero(long_enough)
+        j = int(rng.choice(fresh if fresh.size else reuse)) if reuse.size else int(np.argmax(pool_len))
         unused[j] = False
         out[i] = list(pool[j][:lengths[i]])
     return out
