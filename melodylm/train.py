@@ -218,10 +218,6 @@ def default_out_dir(arch: str) -> str:
 
 
 # --- the loop --------------------------------------------------------------------------------------
-class _Stop(Exception):
-    """Raised by the signal handler so the loop saves and leaves cleanly."""
-
-
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> dict:
     """Train a model; return the summary (steps, train_loss, best_val_loss, checkpoint, tokens_per_s)."""
     cfg.validate()
@@ -426,13 +422,29 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
     stop_reason = "max_steps"
     last_loss = float("nan")
     interrupted = False
-    prev_handler = None
+    # Ctrl-C / SIGTERM only raise a flag that the loop reads between steps, so last.pt holds a
+    # whole step and --resume continues exactly; a second signal leaves at once.
+    signals = [0]
+    prev_handlers: dict = {}
 
     def on_signal(signum, frame):
-        raise _Stop()
+        signals[0] += 1
+        if signals[0] > 1:
+            raise KeyboardInterrupt
 
-    if master and threading_main():
-        prev_handler = signal.signal(signal.SIGTERM, on_signal)
+    def stop_requested() -> bool:
+        if not ddp:
+            return signals[0] > 0
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(signals[0] > 0)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # all ranks stop at the same step
+        return bool(flag.item())
+
+    if threading_main():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                prev_handlers[sig] = signal.signal(sig, on_signal)
     bar = tqdm(total=max_steps, initial=step, desc=f"train {cfg.arch}", unit="step", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     t_start = time.time() - elapsed
@@ -441,6 +453,9 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
     model.train()
     try:
         while step < max_steps:
+            if stop_requested():
+                interrupted, stop_reason = True, "interrupted"
+                break
             if cfg.max_time and time.time() - t_start >= cfg.max_time:
                 stop_reason = "max_time"
                 break
@@ -514,13 +529,13 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                 if time_up:  # evaluated and saved above, so best.pt reflects the whole budget
                     stop_reason = "max_time"
                     break
-    except (KeyboardInterrupt, _Stop):
+    except KeyboardInterrupt:
         interrupted = True
         stop_reason = "interrupted"
     finally:
         bar.close()
-        if prev_handler is not None:
-            signal.signal(signal.SIGTERM, prev_handler)
+        for sig, handler in prev_handlers.items():
+            signal.signal(sig, handler)
     elapsed = time.time() - t_start
     # Every rank takes this same branch (save_last gathers from all of them), so it must not
     # depend on the file system, where rank 0 may not have finished writing last.pt yet.
@@ -537,7 +552,7 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                "stopped": stop_reason, "seconds": round(elapsed, 1), "out_dir": str(out)}
     if master:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if interrupted:
+    if interrupted and master:
         print(f"interrupted at step {step}: saved {out / 'last.pt'}; continue with "
               f"`melodylm train --resume -o {out}`", file=sys.stderr)
     return summary
