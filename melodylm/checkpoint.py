@@ -74,6 +74,21 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files that a killed :func:`save_checkpoint` left in ``folder``.
+
+    Only for a folder no other process is writing to (the trainer calls it when it resumes).
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely; every problem is a :class:`CheckpointError` with a clear message."""
     path = Path(path)

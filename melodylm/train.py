@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from melodylm.checkpoint import load_checkpoint, save_checkpoint
+from melodylm.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from melodylm.dataset import DEFAULT_DATA_DIR, Dataset
 from melodylm.errors import CheckpointError, TrainingError, UserError
 from melodylm.models import MODELS, ModelConfig, build_model, size_preset
@@ -273,6 +273,8 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
                 setattr(saved, k, getattr(cfg, k))
         saved.out_dir, saved.device, saved.precision = str(out), cfg.device, cfg.precision
         cfg = saved
+        if master:
+            remove_temp_files(out)  # left by a run killed while it wrote a checkpoint
     elif master and out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"run folder {out} already exists: pass --resume to continue it or --force to start over")
 
