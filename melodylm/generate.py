@@ -89,19 +89,16 @@ def pick_tokens(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
 @dataclass
 class _Effect:
-    """What a run of base tokens needs from the state before it, and what it leaves behind."""
+    """What a run of base tokens (a subword piece) needs from the state before it, in table form."""
 
     valid: bool = True  # its own transitions and values are fine
-    first: int = -1  # type index of the first and last token, and of the one before the last
+    first: int = -1  # type index of its first and last token
     last: int = -1
-    prev: int = -1  # -1: the piece has one token, the state's last type becomes "prev"
-    pos_req: int = -1  # first Position not preceded by a Bar inside: must exceed the state's position
-    pos_kind: int = 0  # when it is exempt: 0 never, 1 state ends in Rest (or Rest, TimeSig), 2 state ends in Rest, 3 always
-    pos_max: int = -1  # largest Position before any TimeSig inside: must fit the state's bar
-    pos_after: int = -2  # -2 unchanged, -1 after a Bar, else the last Position
-    bar_after: int = 0  # positions per bar after it (0: unchanged)
+    pos_req: int = -1  # first Position with no Bar or Rest before it: may not go back in time
+    pos_max: int = -1  # largest Position with no TimeSig before it: must fit the state's bar
+    sim: bool = False  # a Position follows a Rest or TimeSig inside: checked by simulation (Grammar.step)
+    note_first: bool = False  # a note (or Chord) comes before any Position, Bar or Rest inside
     notes: int = 0
-    bars: int = 0
     delta: int = 0  # notes opened minus notes closed (MIDILike)
     need_open: set = field(default_factory=set)  # pitches the state must hold open / closed
     need_closed: set = field(default_factory=set)
@@ -114,9 +111,15 @@ class Grammar:
 
     Built from miditok's ``tokens_types_graph`` of the base tokenizer. Each model id (a base
     token, or a subword piece standing for several) gets a row in a few tables: its first and
-    last token types, whether its inside is valid, what it needs from the state (a position
-    below the next one, open notes) and what it changes. :meth:`allowed` turns a batch of states
-    into a ``(B, V)`` mask; :meth:`advance` applies the chosen ids.
+    last token types, whether its inside is valid, what it needs from the state and what it
+    changes. :meth:`allowed` turns a batch of states into a ``(B, V)`` mask; :meth:`step`
+    applies chosen ids.
+
+    For tokenizations with Position tokens (REMI) the state follows time exactly as miditok's
+    decoder does (in positions: bars, rests that carry over bar lines, the end of the last note),
+    so a note never starts before the previous one and bars are counted in time, not in Bar
+    tokens. This is stricter than miditok's ``tokens_errors``, which lets a Position after a Rest
+    go back.
     """
 
     def __init__(self, tokenizer, device: torch.device | str = "cpu") -> None:
@@ -132,7 +135,7 @@ class Grammar:
             graph.setdefault(s, set())
         self.graph = graph
         self.btype = np.array([tix[t.split("_")[0]] for t in vocab], dtype=np.int64)
-        self.bval = np.array([_value(t) for t in vocab], dtype=np.int64)
+        self.bval = np.array([self._value(t) for t in vocab], dtype=np.int64)
         self.has_bar = "Bar" in tix
         self.has_pos = "Position" in tix
         self.has_off = any(t in tix for t in _NOTE_OFF)
@@ -142,7 +145,7 @@ class Grammar:
         else:
             starts = {t for t in graph.get("BOS", set()) if t in real and t not in _COMPLETING}
         self.start_types = starts
-        self.end_type = np.array([bool(graph.get(t, set()) & _TIME) for t in self.types] , dtype=bool)
+        self.end_type = np.array([bool(graph.get(t, set()) & _TIME) for t in self.types], dtype=bool)
         self.end_type[tix["BOS"]] = True  # an empty sequence is complete (used only when forced)
         self.K = 128 if self.has_off else 0  # open notes tracked
         self.dist = self._distances()  # (n_types, K + 1): tokens to the nearest possible end
@@ -150,56 +153,113 @@ class Grammar:
         V = tokenizer.vocab_size
         self.V = V
         self.pad, self.bos, self.eos = tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
-        effects = [self._piece(i) for i in range(V)]
-        self.effects = effects
-        self.device = torch.device(device)
-        dev = self.device
+        pieces = [self._base_of(i) for i in range(V)]
+        effects = [self.analyse(p) if p else _Effect(valid=False) for p in pieces]
+        for i, name in ((self.pad, "PAD"), (self.bos, "BOS"), (self.eos, "EOS")):
+            effects[i] = _Effect(valid=False, first=tix[name], last=tix[name])
+            pieces[i] = []
+        self.device = dev = torch.device(device)
 
         def col(name: str, dtype=torch.long) -> torch.Tensor:
             return torch.tensor([getattr(e, name) for e in effects], dtype=dtype, device=dev)
 
         self.piece_ok = col("valid", torch.bool)
-        for s in (self.pad, self.bos, self.eos):
-            self.piece_ok[s] = False
-        self.first, self.last, self.prev = col("first"), col("last"), col("prev")
+        self.first, self.last = col("first"), col("last")
         self.pos_req, self.pos_max = col("pos_req"), col("pos_max")
-        kind = col("pos_kind")
-        self.kind1, self.kind2, self.kind3 = kind == 1, kind == 2, kind == 3
-        self.pos_after, self.bar_after = col("pos_after"), col("bar_after")
-        self.notes, self.bars, self.delta = col("notes"), col("bars"), col("delta")
-        n_types = len(self.types)
-        trans = np.zeros((n_types, V), dtype=bool)
+        self.note_first = col("note_first", torch.bool)
+        self.notes, self.delta = col("notes"), col("delta")
+        self.has_sim = any(e.sim and e.valid for e in effects)
+        L = max(1, max(len(p) for p in pieces))
+        seq = np.full((V, L), -1, dtype=np.int64)
+        for i, p in enumerate(pieces):
+            seq[i, : len(p)] = p
+        self.seq = torch.tensor(seq, device=dev)  # base tokens of every id, -1 padded
+        self.plen = torch.tensor([len(p) for p in pieces], device=dev)
+        self.btype_t = torch.tensor(self.btype, device=dev)
+        self.bval_t = torch.tensor(self.bval, device=dev)
+        if self.has_pos:
+            self._time_tables(vocab, dev)
         first = np.array([e.first for e in effects])
+        trans = np.zeros((len(self.types), V), dtype=bool)
         for a, name in enumerate(self.types):
             ok_types = starts if name == "BOS" else graph.get(name, set())
-            ids = [tix[t] for t in ok_types]
-            trans[a] = np.isin(first, ids) & (first >= 0)
+            trans[a] = np.isin(first, [tix[t] for t in ok_types]) & (first >= 0)
         self.trans = torch.tensor(trans, device=dev)
         self.end_t = torch.tensor(self.end_type, device=dev)
         self.dist_t = torch.tensor(self.dist, dtype=torch.long, device=dev)
         self.dist_piece = self.dist_t[self.last.clamp_min(0), 0]  # (V,) when no note can be open
         self.dist_piece[~self.piece_ok] = _FAR
-        self.rest = tix.get("Rest", -9)
-        self.timesig = tix.get("TimeSig", -9)
+        self.T = {t: tix.get(t, -9) for t in ("Bar", "TimeSig", "Position", "Rest", "Duration")}
+        self.note_types = torch.tensor([tix[t] for t in _NOTE_ON if t in tix], device=dev)
         if self.has_off:
             P = 128
-            need_open = torch.zeros(V, P, device=dev)
-            need_closed = torch.zeros(V, P, device=dev)
+            need_open, need_closed = torch.zeros(V, P, device=dev), torch.zeros(V, P, device=dev)
             set_open = torch.zeros(V, P, dtype=torch.bool, device=dev)
             set_closed = torch.zeros(V, P, dtype=torch.bool, device=dev)
             for i, e in enumerate(effects):
-                for p in e.need_open:
-                    need_open[i, p] = 1
-                for p in e.need_closed:
-                    need_closed[i, p] = 1
-                for p in e.set_open:
-                    set_open[i, p] = True
-                for p in e.set_closed:
-                    set_closed[i, p] = True
+                need_open[i, list(e.need_open)] = 1
+                need_closed[i, list(e.need_closed)] = 1
+                set_open[i, list(e.set_open)] = True
+                set_closed[i, list(e.set_closed)] = True
             self.need_open_T, self.need_closed_T = need_open.T.contiguous(), need_closed.T.contiguous()
             self.set_open, self.set_closed = set_open, set_closed
 
     # --- tables ---------------------------------------------------------------------------------
+    def _value(self, token: str) -> int:
+        """The integer a base token carries: pitch, position, positions per bar (TimeSig) or
+        length in positions (Duration, Rest, TimeShift written ``beats.positions.resolution``)."""
+        kind, _, val = token.partition("_")
+        if kind == "TimeSig":
+            return int(val.split("/")[0]) * self.res
+        parts = val.split(".")
+        try:
+            if len(parts) == 3:
+                beats, pos, res = (int(x) for x in parts)
+                return beats * self.res + pos * self.res // res
+            return int(val)
+        except ValueError:
+            return 0
+
+    def _time_tables(self, vocab: list[str], dev: torch.device) -> None:
+        """Ticks of every Position / Duration / Rest token under each time-signature denominator,
+        and what each TimeSig token sets, all taken from miditok's own tables."""
+        import symusic
+        from miditok.utils import compute_ticks_per_bar
+
+        base = self.tok.base
+        dens = sorted(base._tpb_per_ts)
+        self.den_index = {d: i for i, d in enumerate(dens)}
+        ticks = np.zeros((len(dens), len(vocab)), dtype=np.int64)
+        ts_den = np.zeros(len(vocab), dtype=np.int64)
+        ts_bar = np.ones(len(vocab), dtype=np.int64)
+        for j, d in enumerate(dens):
+            tpb = base._tpb_per_ts[d]
+            tpp = base._compute_ticks_per_pos(tpb)
+            for i, t in enumerate(vocab):
+                kind, _, val = t.partition("_")
+                if kind == "Position":
+                    ticks[j, i] = int(val) * tpp
+                elif kind == "Duration":
+                    ticks[j, i] = base._tpb_tokens_to_ticks[tpb][val]
+                elif kind == "Rest":
+                    ticks[j, i] = base._tpb_rests_to_ticks[tpb][val]
+        for i, t in enumerate(vocab):
+            if t.startswith("TimeSig_"):
+                num, den = base._parse_token_time_signature(t.split("_", 1)[1])
+                ts_den[i] = self.den_index[den]
+                ts_bar[i] = compute_ticks_per_bar(symusic.TimeSignature(0, num, den), base.time_division)
+        self.ticks_t = torch.tensor(ticks, device=dev)  # (denominators, base vocab)
+        self.ts_den_t, self.ts_bar_t = torch.tensor(ts_den, device=dev), torch.tensor(ts_bar, device=dev)
+        self.tpp_t = torch.tensor([base._compute_ticks_per_pos(base._tpb_per_ts[d]) for d in dens], device=dev)
+        self.den44 = self.den_index.get(4, 0)
+        self.bar44 = int(compute_ticks_per_bar(symusic.TimeSignature(0, 4, 4), base.time_division))
+
+    def _base_of(self, i: int) -> list[int]:
+        if self.tok.subword == "none":
+            return [i]
+        base = self.tok.decode_ids([i]).tolist()
+        return base if all(0 <= b < len(self.btype) for b in base) else []
+
     def _distances(self) -> np.ndarray:
         """Fewest tokens from (last type, open notes) to a state where the sequence may end."""
         n, K = len(self.types), self.K
@@ -212,74 +272,59 @@ class Grammar:
         for a in range(n):
             if self.end_type[a]:
                 dist[a, 0] = 0
-        # Bellman-Ford style relaxation: the graph is tiny (a dozen types x 129 open counts).
         changed = True
-        while changed:
+        while changed:  # relax until stable: a dozen types x 129 open counts
             changed = False
             for a in range(n):
                 for k in range(K + 1):
                     best = dist[a, k]
                     for b in succ[a]:
-                        k2 = k + (1 if b in on else 0) - (1 if b in off else 0)
-                        if k2 < 0 or k2 > K:
-                            continue
-                        if dist[b, k2] + 1 < best:
+                        k2 = k + (b in on) - (b in off)
+                        if 0 <= k2 <= K and dist[b, k2] + 1 < best:
                             best = dist[b, k2] + 1
                     if best < dist[a, k]:
-                        dist[a, k] = best
-                        changed = True
+                        dist[a, k], changed = best, True
         return dist
 
-    def _piece(self, i: int) -> _Effect:
-        tok = self.tok
-        if i in (self.pad, self.bos, self.eos):
-            e = _Effect(valid=False)
-            name = {self.pad: "PAD", self.bos: "BOS", self.eos: "EOS"}[i]
-            e.first = e.last = self.tix[name]
-            return e
-        base = tok.decode_ids([i]).tolist() if tok.subword != "none" else [i]
-        if not base or any(b < 0 or b >= len(self.btype) for b in base):
-            return _Effect(valid=False)
-        return self.analyse(base)
-
     def analyse(self, base: list[int]) -> _Effect:
-        """Needs and effects of a run of base-token ids (a subword piece, or a whole prompt)."""
+        """Needs of a run of base-token ids (a subword piece) from the state before it."""
         e = _Effect()
-        types = [int(self.btype[b]) for b in base]
-        names = [self.types[t] for t in types]
-        e.first, e.last = types[0], types[-1]
-        e.prev = types[-2] if len(types) > 1 else -1
+        names = [self.types[int(self.btype[b])] for b in base]
+        e.first, e.last = self.tix[names[0]], self.tix[names[-1]]
         if any(n in _SPECIAL or n in _DRUM for n in names):
             e.valid = False
         for a, b in zip(names, names[1:]):
             if b not in self.graph.get(a, set()):
                 e.valid = False
-        pos = None  # known position inside the piece (None: the state's)
+        pos = None  # last Position inside, once its bar is known (None: relative to the state)
+        since = None  # what last reset time inside the piece: None, "Bar" or "Rest"
         bar_len = None
         opened: set = set()
         closed: set = set()
-        for j, (b, name) in enumerate(zip(base, names)):
+        for b, name in zip(base, names):
             v = int(self.bval[b])
-            if name == "Bar":
-                pos = -1
-                e.bars += 1
+            if name in _NOTE_ON or name == "Chord":
+                if since is None and pos is None:
+                    e.note_first = True
+                elif since == "Rest" and pos is None:
+                    e.valid = False  # a note right after a Rest: see need_pos in Grammar.step
+            if name in ("Bar", "Rest"):
+                since, pos = name, (-1 if name == "Bar" else None)
             elif name == "TimeSig":
-                bar_len = v * self.res
+                bar_len = v
+                if since != "Bar":
+                    since = "TimeSig"  # ticks per position may change in the middle of a bar
             elif name == "Position":
                 if bar_len is None:
                     e.pos_max = max(e.pos_max, v)
                 elif v >= bar_len:
                     e.valid = False
-                if j == 0:
-                    kind = 1
-                elif j == 1 and names[0] == "TimeSig":
-                    kind = 2
-                else:
-                    kind = 3 if (names[j - 1] == "Rest" or (names[j - 1] == "TimeSig" and j >= 2
-                                                             and names[j - 2] == "Rest")) else 0
-                if pos is None:
-                    e.pos_req, e.pos_kind = v, kind
-                elif kind != 3 and v <= pos:
+                if since in ("Rest", "TimeSig"):
+                    e.sim = True
+                elif pos is None:
+                    if e.pos_req < 0:
+                        e.pos_req = v
+                elif v <= pos:
                     e.valid = False
                 pos = v
             elif name in _NOTE_ON:
@@ -301,8 +346,6 @@ class Grammar:
                     e.need_open.add(v)
                 closed.add(v)
                 e.delta -= 1
-        e.pos_after = -2 if pos is None else pos
-        e.bar_after = 0 if bar_len is None else bar_len
         e.set_open, e.set_closed = opened, closed
         return e
 
@@ -310,33 +353,33 @@ class Grammar:
     def start(self, n: int, prompt_base: list[int]) -> dict[str, torch.Tensor]:
         """States of ``n`` sequences that have read BOS and then the prompt's base tokens."""
         dev = self.device
-        bos = self.tix["BOS"]
-        st = {
-            "last": torch.full((n,), bos, dtype=torch.long, device=dev),
-            "prev": torch.full((n,), bos, dtype=torch.long, device=dev),
-            "pos": torch.full((n,), -1, dtype=torch.long, device=dev),
-            "bar": torch.full((n,), 4 * self.res, dtype=torch.long, device=dev),  # 4/4 until a TimeSig
-            "notes": torch.zeros(n, dtype=torch.long, device=dev),  # new notes
-            "bars": torch.zeros(n, dtype=torch.long, device=dev),  # new Bar tokens
-            "has_note": torch.zeros(n, dtype=torch.bool, device=dev),
-            "k": torch.zeros(n, dtype=torch.long, device=dev),
-        }
+
+        def full(v: int) -> torch.Tensor:
+            return torch.full((1,), v, dtype=torch.long, device=dev)
+
+        st = {"last": full(self.tix["BOS"]), "notes": full(0), "has_note": torch.zeros(1, dtype=torch.bool, device=dev),
+              "k": full(0)}
+        if self.has_pos:  # miditok's REMI decoder, in positions
+            st.update(cur=full(0), bar_tick=full(0), bar=full(-1), bar_pos=full(4 * self.res), bar_ticks=full(self.bar44),
+                      den=full(self.den44), anchor=full(0), anchor_bar=full(0), note_end=full(0), floor=full(0),
+                      need_pos=torch.zeros(1, dtype=torch.bool, device=dev))
         if self.has_off:
-            st["open"] = torch.zeros(n, 128, dtype=torch.bool, device=dev)
+            st["open"] = torch.zeros(1, 128, dtype=torch.bool, device=dev)
+        specials = (self.tok.pad_id_base, self.tok.bos_id_base, self.tok.eos_id_base)
+        prompt_base = [int(b) for b in prompt_base if int(b) not in specials]
+        for b in prompt_base:  # one sequence, one base token at a time
+            self._base_step(st, torch.tensor([b], device=dev))
         if prompt_base:
-            e = self.analyse(list(prompt_base))
-            st["last"].fill_(e.last)
-            st["prev"].fill_(e.prev if e.prev >= 0 else bos)
-            if e.pos_after != -2:
-                st["pos"].fill_(e.pos_after)
-            if e.bar_after:
-                st["bar"].fill_(e.bar_after)
-            st["has_note"].fill_(e.notes > 0)
+            e = self.analyse(prompt_base)
+            st["last"] = full(e.last)
+            st["has_note"] = torch.tensor([e.notes > 0], device=dev)
             if self.has_off:
-                for p in e.set_open:
-                    st["open"][:, p] = True
-                st["k"].fill_(len(e.set_open))
-        return st
+                st["open"][0, list(e.set_open)] = True
+                st["k"] = full(len(e.set_open))
+        st["notes"] = full(0)  # count new notes only
+        if self.has_pos:
+            st["bar0"] = st["bar"].clone()  # bars are counted from the prompt's last one
+        return {k: v.expand(n, *v.shape[1:]).clone() for k, v in st.items()}
 
     def allowed(self, st: dict[str, torch.Tensor], remaining_after: int, max_notes: int | None,
                 allow_eos: bool = True) -> torch.Tensor:
@@ -344,16 +387,17 @@ class Grammar:
 
         ``remaining_after``: tokens still allowed after this one; the mask only keeps ids from
         which an end stays reachable in time. Once ``max_notes`` new notes are out, only ids that
-        bring the sequence closer to an end are allowed, then only the end token.
+        bring the sequence closer to an end are allowed, then only the end token. Ids with a
+        Position after a Rest inside are checked exactly by :meth:`step` after they are drawn.
         """
         last = st["last"]
         ok = self.trans[last] & self.piece_ok  # (B, V)
         if self.has_pos:
-            ex1 = (last == self.rest) | ((last == self.timesig) & (st["prev"] == self.rest))
-            ex2 = last == self.rest
-            exempt = self.kind3 | (self.kind1 & ex1[:, None]) | (self.kind2 & ex2[:, None])
-            ok &= (self.pos_req < 0) | (self.pos_req > st["pos"][:, None]) | exempt
-            ok &= self.pos_max < st["bar"][:, None]
+            lowest = st["floor"] - st["bar_tick"]  # ticks into the bar a Position may not go below
+            tpp = self.tpp_t[st["den"]]
+            ok &= (self.pos_req < 0) | (self.pos_req * tpp[:, None] >= lowest[:, None])
+            ok &= self.pos_max < st["bar_pos"][:, None]
+            ok &= ~(st["need_pos"][:, None] & self.note_first)
         k = st["k"]
         if self.has_off:
             openf = st["open"].float()
@@ -364,38 +408,99 @@ class Grammar:
         else:
             dist_after = self.dist_piece[None, :]
         dist_now = self.dist_t[last, k]
-        forced = torch.zeros_like(k, dtype=torch.bool)
+        hit = torch.zeros_like(k, dtype=torch.bool)  # the notes limit is reached: head for the end
         if max_notes is not None:
             ok &= st["notes"][:, None] + self.notes <= max_notes
-            forced = st["notes"] >= max_notes
-        ok &= ~forced[:, None] | (dist_after < dist_now[:, None])
+            hit = st["notes"] >= max_notes
+        ok &= ~hit[:, None] | (dist_after < dist_now[:, None])
         ok &= dist_after <= remaining_after
-        forced = forced | (remaining_after <= 0)
         can_end = self.end_t[last] & (k == 0)
-        ok &= ~(forced & can_end)[:, None]  # a limit is reached and the sequence may end: end it
-        eos = can_end & (st["has_note"] | forced | ~ok.any(dim=1)) & allow_eos
-        ok[:, self.eos] = eos
+        ok &= ~(hit & can_end)[:, None]  # and once it may end, end it
+        late = hit | (remaining_after <= 0) | ~ok.any(dim=1)  # an end without a note beats none
+        ok[:, self.eos] = can_end & (st["has_note"] | late) & allow_eos
         stuck = ~ok.any(dim=1)  # never expected; ending beats emitting a token the grammar forbids
         ok[:, self.eos] |= stuck
         return ok
 
-    def advance(self, st: dict[str, torch.Tensor], ids: torch.Tensor) -> None:
-        """Apply the chosen ids ``(B,)`` (end tokens included: they change nothing that matters)."""
-        last = st["last"]
-        prev = self.prev[ids]
-        st["prev"] = torch.where(prev >= 0, prev, last)
-        st["last"] = self.last[ids]
-        pa = self.pos_after[ids]
-        st["pos"] = torch.where(pa == -2, st["pos"], pa)
-        ba = self.bar_after[ids]
-        st["bar"] = torch.where(ba == 0, st["bar"], ba)
+    def step(self, st: dict[str, torch.Tensor], ids: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """States after the ids ``(B,)`` (special ids change nothing), and which of them send time back.
+
+        Runs the base tokens of each id one at a time, as miditok's decoder reads them.
+        """
+        st = dict(st)
+        bad = torch.zeros_like(ids, dtype=torch.bool)
+        if self.has_pos:
+            L = int(self.plen[ids].max())
+            for j in range(L):
+                bad |= self._base_step(st, self.seq[ids, j])
+        new_last = self.last[ids]
+        special = (ids == self.eos) | (ids == self.pad) | (ids == self.bos)
+        st["last"] = torch.where(special, st["last"], new_last)
         n = self.notes[ids]
         st["notes"] = st["notes"] + n
         st["has_note"] = st["has_note"] | (n > 0)
-        st["bars"] = st["bars"] + self.bars[ids]
         if self.has_off:
             st["open"] = (st["open"] & ~self.set_closed[ids]) | self.set_open[ids]
             st["k"] = st["open"].sum(dim=1)
+        return st, bad
+
+    def _base_step(self, st: dict[str, torch.Tensor], b: torch.Tensor) -> torch.Tensor:
+        """One base token per sequence (``-1``: none) through the time keeping of miditok's REMI
+        decoder, in ticks, in place; returns where a Position goes back in time or past the bar."""
+        if not self.has_pos:
+            return torch.zeros_like(b, dtype=torch.bool)
+        T = self.T
+        bb = b.clamp_min(0)
+        typ = torch.where(b >= 0, self.btype_t[bb], -1)
+        v = self.bval_t[bb]
+        ticks = self.ticks_t[st["den"], bb]
+        cur, bar_tick, bar, bar_ticks = st["cur"], st["bar_tick"], st["bar"], st["bar_ticks"]
+        # Bar: the next bar starts one bar length after the current one (the first bar at 0)
+        is_bar = typ == T["Bar"]
+        nb = bar + 1
+        cur = torch.where(is_bar & (nb > 0), bar_tick + bar_ticks, cur)
+        bar_tick = torch.where(is_bar, cur, bar_tick)
+        bar = torch.where(is_bar, nb, bar)
+        floor = torch.where(is_bar, bar_tick, st["floor"])
+        # TimeSig: when it changes, bars are counted anew from the current bar
+        is_ts = typ == T["TimeSig"]
+        new_bar_ticks, new_den = self.ts_bar_t[bb], self.ts_den_t[bb]
+        change = is_ts & ((new_bar_ticks != bar_ticks) | (new_den != st["den"]))
+        anchor = torch.where(change, bar_tick, st["anchor"])
+        anchor_bar = torch.where(change, bar, st["anchor_bar"])
+        bar_ticks = torch.where(change, new_bar_ticks, bar_ticks)
+        den = torch.where(change, new_den, st["den"])
+        bar_pos = torch.where(is_ts, v, st["bar_pos"])
+        # Rest: from the end of the last note, and it may carry into later bars
+        is_rest = typ == T["Rest"]
+        r_cur = torch.maximum(st["note_end"], cur) + ticks
+        real = anchor_bar + torch.div(r_cur - anchor, bar_ticks, rounding_mode="floor")
+        jump = is_rest & (real > bar)
+        b0 = torch.where(bar < 0, 0, bar)
+        bar_tick = torch.where(jump, bar_tick + (real - b0) * bar_ticks, bar_tick)
+        bar = torch.where(jump, real, bar)
+        cur = torch.where(is_rest, r_cur, cur)
+        floor = torch.where(is_rest, r_cur, floor)
+        # Position: inside the current bar, never before the floor
+        is_pos = typ == T["Position"]
+        # After a Rest the next note waits for a Position, as REMI writes it: miditok's
+        # tokens_errors would otherwise compare later Positions with the one before the Rest.
+        need_pos = (st["need_pos"] | is_rest) & ~is_pos & ~is_bar
+        p_cur = bar_tick + ticks
+        bad = is_pos & ((p_cur < floor) | (v >= bar_pos))
+        bar = torch.where(is_pos & (bar < 0), 0, bar)
+        cur = torch.where(is_pos, p_cur, cur)
+        floor = torch.where(is_pos, p_cur + 1, floor)
+        # Duration: the note that started at cur ends later
+        is_dur = typ == T["Duration"]
+        note_end = torch.where(is_dur, torch.maximum(st["note_end"], cur + ticks), st["note_end"])
+        st.update(cur=cur, bar_tick=bar_tick, bar=bar, bar_ticks=bar_ticks, bar_pos=bar_pos, den=den, anchor=anchor,
+                  anchor_bar=anchor_bar, note_end=note_end, floor=floor, need_pos=need_pos)
+        return bad
+
+    def new_bars(self, st: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Bars begun since the prompt (REMI), per sequence."""
+        return st["bar"] - st["bar0"]
 
     # --- checking -------------------------------------------------------------------------------
     def errors(self, base_ids) -> int:
@@ -408,17 +513,6 @@ class Grammar:
             return 0
         ratio = self.tok.base.tokens_errors(TokSequence(ids=ids))
         return int(round(float(ratio) * len(ids)))
-
-
-def _value(token: str) -> int:
-    """The integer a token carries (pitch, position, time-signature numerator), else 0."""
-    kind, _, val = token.partition("_")
-    if kind == "TimeSig":
-        return int(val.split("/")[0])
-    try:
-        return int(val)
-    except ValueError:
-        return 0
 
 
 def _select(state: Any, rows: torch.Tensor) -> Any:
@@ -472,6 +566,8 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
     if grammar is None or grammar.device != dev:
         grammar = Grammar(tokenizer, dev)
     g = grammar
+    if max_bars is not None and not g.has_pos:
+        raise ValueError(f"max_bars: {tokenizer.settings.scheme} has no bars to count")
     limit = max_new_tokens if max_new_tokens is not None else 1 << 62
     track = constrain or max_notes is not None or max_bars is not None
     st = g.start(n, prompt_base) if track else {}
@@ -502,22 +598,32 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
         elif ignore_eos:
             lg = lg.index_fill(1, eos_col, float("-inf"))
         nxt = pick_tokens(lg, temperature, top_k, top_p, generator)  # (B,)
-        why = (nxt == eos).long()
         if track:
             nxt_g = nxt.clamp_max(g.V - 1)
+            new_st, bad = g.step(st, nxt_g)
+            if constrain and g.has_sim:
+                # A piece with a Position after a Rest inside was drawn where it sends time back:
+                # forbid it and draw again (exact: the draw is conditioned on the allowed set).
+                for _ in range(g.V):
+                    if not bool(bad.any()):
+                        break
+                    lg[bad, nxt_g[bad]] = float("-inf")
+                    redraw = pick_tokens(lg[bad], temperature, top_k, top_p, generator)
+                    nxt = nxt.masked_scatter(bad, redraw)
+                    nxt_g = nxt.clamp_max(g.V - 1)
+                    new_st, bad = g.step(st, nxt_g)
+        why = (nxt == eos).long()
+        if track:
             if constrain and max_notes is not None:
                 why = torch.where((nxt == eos) & (st["notes"] >= max_notes), 3, why)
-            if max_bars is not None:  # a bar beyond the limit is the end
-                over = (g.bars[nxt_g] > 0) & (st["bars"] + g.bars[nxt_g] > max_bars)
-                why = torch.where(over & (why == 0), 4, why)
+            if max_bars is not None:  # a bar beyond the limit (a Bar, or a rest over the bar line) is the end
+                why = torch.where((why == 0) & (g.new_bars(new_st) > max_bars), 4, why)
             if max_notes is not None and not constrain:
-                over = st["notes"] + g.notes[nxt_g] > max_notes
-                why = torch.where(over & (why == 0), 3, why)
+                why = torch.where((why == 0) & (new_st["notes"] > max_notes), 3, why)
+            st = new_st
         finished = why > 0
         nxt = torch.where(finished, eos, nxt)
         steps.append((rows, nxt))
-        if track:
-            g.advance(st, nxt.clamp_max(g.V - 1))
         t += 1
         if t == limit:
             stop[rows] = torch.where(finished, why, 2)
@@ -816,7 +922,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     p_base = prompt.base_ids.tolist() if prompt is not None else []
     p_ids = tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else []
     grammar = Grammar(tok, dev)
-    if max_bars is not None and not grammar.has_bar:
+    if max_bars is not None and not grammar.has_pos:
         raise UserError(f"--max-bars: {tok.settings.scheme} has no Bar tokens to count; use --max-notes")
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     seqs = sample_sequences(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
