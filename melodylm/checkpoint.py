@@ -105,11 +105,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
-        what = found[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if found else "pickled code"
+        if not found:  # e.g. a text file: torch falls back to plain unpickling, which fails on the first byte
+            raise CheckpointError(f"{path} is truncated or not a checkpoint (it cannot be unpickled safely)") from None
+        what = found[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
         raise CheckpointError(f"{path} was refused: it contains a pickled Python object ({what}) that could run "
                               "code when loaded; melodylm only loads plain tensors and numbers") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"{path} is truncated or not a checkpoint ({str(e).splitlines()[0][:120]})") from None
+        why = (str(e).splitlines() or ["empty file" if path.stat().st_size == 0 else type(e).__name__])[0][:120]
+        raise CheckpointError(f"{path} is truncated or not a checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a melodylm checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:
