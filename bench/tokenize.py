@@ -15,7 +15,9 @@ Compared, in one run, repeats interleaved so that all three see the same machine
   (``--music21-files`` of them) and its rate is per file of that subset.
 
 Reported: medians over ``--repeats`` of wall time, files/s, notes/s and tokens/s (ours and
-miditok count REMI ids, music21 counts its strings: one per note or chord), and the ratios.
+miditok count REMI ids, music21 counts its strings: one per note or chord), CPU time per file
+(all processes), and the ratios. Each measurement runs in its own forked process; imports are
+done before the clock starts.
 """
 
 from __future__ import annotations
@@ -49,11 +51,30 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def timed(fn, *args) -> tuple[float, float, int, int]:
-    """(wall seconds, CPU seconds, tokens, notes) of one call of ``fn``."""
+def _timed_child(conn, fn, args) -> None:
+    import music21  # noqa: F401  imported before the clock starts, like miditok in the parent
+
     c0, t0 = cpu_seconds(), time.perf_counter()
     tokens, notes = fn(*args)
-    return time.perf_counter() - t0, cpu_seconds() - c0, tokens, notes
+    conn.send((time.perf_counter() - t0, cpu_seconds() - c0, tokens, notes))
+    conn.close()
+
+
+def timed(fn, *args) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds, tokens, notes) of one call of ``fn``, in a fresh forked process.
+
+    A fresh process per measurement keeps one contender's heap (music21 leaves a large one) from
+    slowing the next: tokenize's workers are forked, and copying a big parent's pages costs CPU.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_timed_child, args=(send, fn, args))
+    proc.start()
+    result = recv.recv()
+    proc.join()
+    return result
 
 
 def ours(files: list[Path], out: Path, workers: int) -> tuple[int, int]:
@@ -107,6 +128,8 @@ def main() -> None:
     subset = files[::step][: args.music21_files]
     cores = os.cpu_count()
     from importlib.metadata import version
+
+    import miditok  # noqa: F401  imported once here (it imports torch), not inside the timings
 
     print(f"{len(files)} files; music21 on {len(subset)} of them (every {step}th); {cores} cores; "
           f"python {platform.python_version()}, miditok {version('miditok')}, symusic {version('symusic')}, "
