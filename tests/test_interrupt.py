@@ -28,6 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread when the cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def train_argv(data: Path, out: Path, max_steps: int, *extra: str) -> list[str]:
     # eval_interval 1: a checkpoint after every step, so kills often land in a write
     return ["train", str(data), "-o", str(out), "--arch", "gpt", "--size", "tiny", "--batch-size", "4",
