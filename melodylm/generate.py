@@ -189,6 +189,7 @@ class Grammar:
         self.dist_t = torch.tensor(self.dist, dtype=torch.long, device=dev)
         self.dist_piece = self.dist_t[self.last.clamp_min(0), 0]  # (V,) when no note can be open
         self.dist_piece[~self.piece_ok] = _FAR
+        self.max_dist = int(self.dist[self.dist < _FAR].max()) + 1  # budgets above this never bind
         self.T = {t: tix.get(t, -9) for t in ("Bar", "TimeSig", "Position", "Rest", "Duration")}
         self.note_types = torch.tensor([tix[t] for t in _NOTE_ON if t in tix], device=dev)
         if self.has_off:
@@ -407,19 +408,21 @@ class Grammar:
             dist_after = self.dist_t[self.last.clamp_min(0)[None, :], k_after]
         else:
             dist_after = self.dist_piece[None, :]
-        dist_now = self.dist_t[last, k]
-        hit = torch.zeros_like(k, dtype=torch.bool)  # the notes limit is reached: head for the end
+        can_end = self.end_t[last] & (k == 0)
+        hit = None  # the notes limit is reached: head for the end, then end
         if max_notes is not None:
             ok &= st["notes"][:, None] + self.notes <= max_notes
             hit = st["notes"] >= max_notes
-        ok &= ~hit[:, None] | (dist_after < dist_now[:, None])
-        ok &= dist_after <= remaining_after
-        can_end = self.end_t[last] & (k == 0)
-        ok &= ~(hit & can_end)[:, None]  # and once it may end, end it
-        late = hit | (remaining_after <= 0) | ~ok.any(dim=1)  # an end without a note beats none
-        ok[:, self.eos] = can_end & (st["has_note"] | late) & allow_eos
-        stuck = ~ok.any(dim=1)  # never expected; ending beats emitting a token the grammar forbids
-        ok[:, self.eos] |= stuck
+            dist_now = self.dist_t[last, k]
+            ok &= ~hit[:, None] | (dist_after < dist_now[:, None])
+            ok &= ~(hit & can_end)[:, None]
+        if remaining_after < self.max_dist:
+            ok &= dist_after <= remaining_after  # keep an end reachable within the token budget
+        eos = can_end & allow_eos
+        if remaining_after > 0:  # no end before the first note unless a limit calls for it
+            eos &= st["has_note"] if hit is None else st["has_note"] | hit
+        # With nothing else left (never expected), ending beats a token the grammar forbids.
+        ok[:, self.eos] = eos | ~ok.any(dim=1)
         return ok
 
     def step(self, st: dict[str, torch.Tensor], ids: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

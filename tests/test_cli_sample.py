@@ -1,0 +1,183 @@
+"""`melodylm sample` end to end: a tiny trained checkpoint, files, sidecars, summaries, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import melodylm
+from conftest import Part, scale, write_midi
+from melodylm import generate as gen_module
+from melodylm.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_dataset, tmp_path_factory) -> Path:
+    """A GPT trained for a few steps on the tiny REMI dataset: the run folder."""
+    from melodylm.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "gpt-tiny"
+    train(TrainConfig(data_dir=str(tiny_dataset), arch="gpt", size="tiny", max_steps=5, eval_interval=5,
+                      sample_tokens=0, batch_size=4, out_dir=str(out), device="cpu"), progress=False)
+    assert (out / "best.pt").is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def prompt(tmp_path_factory) -> Path:
+    return write_midi(tmp_path_factory.mktemp("prompt") / "tune.mid", [Part(scale(0, 24, step=0.5, dur=0.5))],
+                      time_signature=(3, 4), tempo=100)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["sample", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_same_seed_gives_byte_identical_files(checkpoint, prompt, tmp_path, capsys) -> None:
+    args = ["--checkpoint", checkpoint, "--prompt", prompt, "--prompt-bars", "2", "--n", "3", "--seed", "4",
+            "--max-bars", "4", "--device", "cpu"]
+    assert run(capsys, *args, "-o", tmp_path / "a")[0] == 0
+    assert run(capsys, *args, "-o", tmp_path / "b")[0] == 0
+    assert run(capsys, *args[:-4], "--seed", "5", "--max-bars", "4", "-o", tmp_path / "c")[0] == 0
+    a = sorted((tmp_path / "a").glob("*.mid"))
+    assert [f.name for f in a] == ["sample_000.mid", "sample_001.mid", "sample_002.mid"]
+    for f in a:
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes()
+    assert [f.read_bytes() for f in a] != [(tmp_path / "c" / f.name).read_bytes() for f in a]
+
+
+def test_sidecar_and_json_summary(checkpoint, prompt, tmp_path, capsys) -> None:
+    from melodylm.checkpoint import file_hash
+
+    out = tmp_path / "s"
+    code, stdout, err = run(capsys, "--checkpoint", checkpoint, "--prompt", prompt, "--prompt-bars", "2", "--n", "2",
+                            "--seed", "1", "--top-k", "20", "--top-p", "0.9", "--temperature", "0.8",
+                            "--max-notes", "6", "-o", out, "--json", "--plot", "--device", "cpu")
+    assert code == 0
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["out_dir"] == str(out)
+    assert summary["files"] == [str(out / "sample_000.mid"), str(out / "sample_001.mid")]
+    assert summary["invalid_tokens"] == [0, 0]
+    import symusic
+
+    for f, n in zip(summary["files"], summary["n_notes"]):
+        side = json.loads(Path(f).with_suffix(".json").read_text())
+        assert symusic.Score(f).note_num() == n == side["n_notes"]
+        assert Path(f).with_suffix(".png").stat().st_size > 1000
+        assert side["checkpoint_hash"] == file_hash(checkpoint / "best.pt")
+        assert Path(side["checkpoint"]) == checkpoint / "best.pt"
+        assert side["melodylm_version"] == melodylm.__version__
+        assert side["options"]["seed"] == 1 and side["options"]["top_k"] == 20 and side["options"]["top_p"] == 0.9
+        assert side["options"]["temperature"] == 0.8 and side["options"]["max_notes"] == 6
+        assert side["flags"]["plot"] is True and side["flags"]["prompt_bars"] == 2
+        p = side["prompt"]
+        assert p["file"] == str(prompt) and p["notes"] == 12 and p["beats"] == 6.0 and p["cut"] == "bars:2"
+        assert p["time_signature"] == "3/4" and abs(p["tempo"] - 100) < 1e-3
+        assert side["continuation_start_beat"] == 6.0
+        assert side["n_notes"] == 12 + side["new_notes"] and side["new_notes"] <= 6
+        assert side["invalid_tokens"] == 0 and side["stop"] in ("eos", "max_notes", "max_tokens")
+        assert side["signature"].startswith("melodylm ") and "seed 1" in side["signature"]
+    assert "wrote" in err and "invalid tokens" in err
+
+
+def test_continuation_only_against_keep_prompt(checkpoint, prompt, tmp_path, capsys) -> None:
+    base = ["--checkpoint", checkpoint, "--prompt", prompt, "--prompt-bars", "2", "--seed", "3", "--n", "2",
+            "--max-tokens", "80", "--json"]
+    _, keep, _ = run(capsys, *base, "-o", tmp_path / "k")
+    _, cont, _ = run(capsys, *base, "--continuation-only", "-o", tmp_path / "c")
+    keep, cont = json.loads(keep.splitlines()[-1]), json.loads(cont.splitlines()[-1])
+    assert [k - 12 for k in keep["n_notes"]] == cont["n_notes"]
+    side = json.loads((tmp_path / "c" / "sample_000.json").read_text())
+    assert side["options"]["keep_prompt"] is False and side["continuation_start_beat"] <= 6.0
+
+
+def test_unconstrained_reports_its_invalid_tokens(checkpoint, tmp_path, capsys) -> None:
+    code, out, _ = run(capsys, "--checkpoint", checkpoint, "--no-constraint", "--n", "4", "--seed", "2",
+                       "--max-tokens", "120", "--temperature", "2", "-o", tmp_path / "u", "--json")
+    assert code == 0
+    assert sum(json.loads(out.splitlines()[-1])["invalid_tokens"]) > 0
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--n", "0"], "--n"),
+    (["--temperature", "0"], "--temperature"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--top-p", "0"], "--top-p"),
+    (["--top-p", "1.5"], "--top-p"),
+    (["--top-k", "-1"], "--top-k"),
+    (["--max-tokens", "-1"], "--max-tokens"),
+    (["--max-notes", "-1"], "--max-notes"),
+    (["--max-bars", "-2"], "--max-bars"),
+    (["--prompt-bars", "2"], "--prompt"),
+    (["--n", "two"], "--n"),
+    (["--keep-prompt", "--continuation-only"], "not allowed"),
+    (["--melody", "nonsense", "--prompt", "PROMPT"], "melody"),
+    (["--prompt", "MISSING"], "cannot read"),
+    (["--prompt", "NOTMIDI"], "not a MIDI file"),
+    (["--prompt", "EMPTY"], "no notes"),
+    (["--checkpoint", "MISSING"], "not found"),
+    (["--device", "tpu"], "--device"),
+])
+def test_bad_input_is_one_line_and_exit_2(checkpoint, prompt, tmp_path, capsys, flags, needle) -> None:
+    (tmp_path / "bad.mid").write_bytes(b"hello")
+    empty = write_midi(tmp_path / "empty.mid", [Part([])])
+    subst = {"PROMPT": str(prompt), "MISSING": str(tmp_path / "nope.mid"), "NOTMIDI": str(tmp_path / "bad.mid"),
+             "EMPTY": str(empty)}
+    flags = [subst.get(f, f) for f in flags]
+    if "--checkpoint" not in flags:
+        flags += ["--checkpoint", str(checkpoint)]
+    code, out, err = run(capsys, *flags, "-o", tmp_path / "out")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("melodylm: error:") and needle in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_out_dir_needs_force(checkpoint, tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--max-tokens", "20", "-o", out)
+    assert code == 2 and "--force" in err
+    for n in (3, 1):  # a second, smaller batch replaces the first one's files
+        assert run(capsys, "--checkpoint", checkpoint, "--max-tokens", "20", "--n", n, "-o", out, "--force")[0] == 0
+    assert sorted(f.name for f in out.iterdir()) == ["notes.txt", "sample_000.json", "sample_000.mid"]
+
+
+def test_default_checkpoint_and_out_dir(checkpoint, tmp_path, capsys, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(gen_module, "REPO_CHECKPOINTS", tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--max-tokens", "10")
+    assert code == 2 and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+    for name, age in (("old-run", 100), ("new-run", 0), ("no-best", -50)):
+        d = tmp_path / "checkpoints" / name
+        d.mkdir(parents=True)
+        if name != "no-best":
+            shutil.copy(checkpoint / "best.pt", d / "best.pt")
+            os.utime(d / "best.pt", (time.time() - age, time.time() - age))
+    code, out, _ = run(capsys, "--max-tokens", "10", "--json")
+    assert code == 0
+    summary = json.loads(out.splitlines()[-1])
+    assert Path(summary["out_dir"]).parent == Path("samples")
+    assert Path(summary["out_dir"]).name.startswith("new-run-")
+    side = json.loads(Path(summary["files"][0]).with_suffix(".json").read_text())
+    assert Path(side["checkpoint"]).parent.name == "new-run"
+    # the shipped model wins over any run
+    shipped = tmp_path / "checkpoints" / "pretrained"
+    shipped.mkdir()
+    shutil.copy(checkpoint / "best.pt", shipped / "model.pt")
+    assert gen_module.find_default_checkpoint().resolve() == (shipped / "model.pt").resolve()
+
+
+def test_prompt_out_of_range_pitches_are_reported(checkpoint, tmp_path, capsys) -> None:
+    f = write_midi(tmp_path / "wide.mid", [Part([(0, 1, 10), (1, 1, 60), (2, 1, 62), (3, 1, 64)])])
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt", f, "--max-tokens", "10", "-o", tmp_path / "w")
+    assert code == 0
+    assert "1 prompt note(s) outside the model's pitch range were dropped (pitches 10)" in err
