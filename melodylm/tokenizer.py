@@ -273,9 +273,11 @@ class MelodyTokenizer:
         text = self._text(base_ids)
         cuts = np.flatnonzero(np.isin(base_ids, self._bar_ids))
         bounds = [0, *cuts[cuts > 0].tolist(), len(text)]
-        bars = [text[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        pieces = self._sp.encode(bars) if bars else []
-        return np.fromiter((i for bar in pieces for i in bar), dtype=np.int64)
+        out: list[int] = []
+        for a, b in zip(bounds[:-1], bounds[1:]):  # one call per bar: faster than a batched call here
+            if b > a:
+                out.extend(self._sp.encode(text[a:b]))
+        return np.asarray(out, dtype=np.int64)
 
     def decode_ids(self, ids) -> np.ndarray:
         """Base ids of model ids (inverse of :meth:`encode_ids`); unknown pieces are dropped."""
