@@ -344,6 +344,12 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
 
     writer = None
     if master:
+        if state is None and force:  # start over: no curve, checkpoint or summary of the old run may survive
+            import shutil
+
+            for name in ("best.pt", "last.pt", "summary.json"):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "tb", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({**asdict(cfg), "model_config": asdict(mcfg)}, indent=1))
         from torch.utils.tensorboard import SummaryWriter
