@@ -30,9 +30,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def run(data: Path, out: Path, resume: bool = False, **overrides) -> dict:
+def run(data: Path, out: Path, resume: bool = False, force: bool = False, **overrides) -> dict:
     cfg = TrainConfig(**{**TINY, "data_dir": str(data), "out_dir": str(out), **overrides})
-    return train(cfg, resume=resume, progress=False)
+    return train(cfg, resume=resume, force=force, progress=False)
 
 
 def cli_args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -100,6 +100,17 @@ def test_cli_json_summary(tiny_dataset, tmp_path, capsys):
         assert key in s, key
     assert s["steps"] == 3 and s["tokens_per_s"] > 0
     assert Path(s["checkpoint"]) == out / "best.pt" and Path(s["checkpoint"]).is_file()
+
+
+def test_force_starts_over(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    run(tiny_dataset, out, arch="lstm", max_steps=4)
+    run(tiny_dataset, out, arch="gpt", max_steps=2, force=True)
+    assert load_checkpoint(out / "best.pt")["model_config"]["arch"] == "gpt"
+    assert load_checkpoint(out / "last.pt")["step"] == 2
+    # the old run's curves are gone, not interleaved with the new ones
+    assert [e.step for e in events(out).Scalars("train/loss")] == [1, 2]
+    assert [e.step for e in events(out).Scalars("val/loss")] == [2]
 
 
 # --- resume and determinism --------------------------------------------------------------------
