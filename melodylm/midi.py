@@ -229,13 +229,18 @@ def select_melody(score, mode: str, mel: Melody, max_notes: int = MAX_NOTES, max
         return mel
 
     out = symusic.Score(tpq)
+    # Events after the melody's last note say nothing about it, and a time signature placed far
+    # beyond it (a broken delta time) made miditok fill the gap with rests: 200k tokens, seconds.
+    end = int((chosen[:, 0] + chosen[:, 1]).max())
     for ts in score.time_signatures:
-        if ts.numerator > 0 and ts.denominator > 0:
+        if ts.numerator > 0 and ts.denominator > 0 and ts.time <= end:
             out.time_signatures.append(symusic.TimeSignature(ts.time, ts.numerator, ts.denominator))
     for tp in score.tempos:
-        out.tempos.append(symusic.Tempo(tp.time, tp.qpm))
+        if tp.time <= end:
+            out.tempos.append(symusic.Tempo(tp.time, tp.qpm))
     for ks in score.key_signatures:
-        out.key_signatures.append(symusic.KeySignature(ks.time, ks.key, ks.tonality))
+        if ks.time <= end:
+            out.key_signatures.append(symusic.KeySignature(ks.time, ks.key, ks.tonality))
     src = tracks[used[0]]
     out.tracks.append(make_track(chosen, name=src.name or "melody", program=src.program))
     info["hash"] = content_hash(chosen, tpq)
