@@ -196,7 +196,9 @@ class MelodyTokenizer:
         from miditok import TokSequence
         import symusic
 
-        ids = [int(i) for i in base_ids if i not in (self.pad_id_base, self.bos_id_base, self.eos_id_base)]
+        base_ids = np.asarray(base_ids, dtype=np.int64)
+        specials = [self.pad_id_base, self.bos_id_base, self.eos_id_base]
+        ids = base_ids[~np.isin(base_ids, specials)].tolist()
         seq = TokSequence(ids=ids)
         self.base.complete_sequence(seq)
         score = self.base.decode([seq]) if not self.base.one_token_stream else self.base.decode(seq)
