@@ -264,3 +264,7 @@ def test_decode_score_of_written_file(tmp_path):
     assert np.array_equal(got[:, 2], src[:, 2])
     assert np.allclose(got[:, :2] / dec.ticks_per_quarter, src[:, :2] / 480)
     assert [(t.numerator, t.denominator) for t in dec.time_signatures] == [(3, 4)]
+    # special tokens around (and padding after) a tune are ignored
+    ids = tok.encode_score(mel.score)
+    padded = np.concatenate([[tok.bos_id_base], ids, [tok.eos_id_base, tok.pad_id_base, tok.pad_id_base]])
+    assert note_array(tok.decode_score(padded).tracks[0]).tolist() == got.tolist()
