@@ -354,7 +354,9 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         (out / "config.json").write_text(json.dumps({**asdict(cfg), "model_config": asdict(mcfg)}, indent=1))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tb"))
+        # A run killed after its last checkpoint logged steps that the resumed run logs again:
+        # purge_step hides the old ones from TensorBoard.
+        writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if state is not None else None)
         if state is None:
             n = raw_model.num_params()
             print(f"{cfg.arch} ({cfg.size}): {n / 1e6:.2f}M parameters, vocab {mcfg.vocab_size}, "
