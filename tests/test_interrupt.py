@@ -135,8 +135,17 @@ def test_kill_9_at_random_times_keeps_a_loadable_checkpoint(tiny_dataset, tmp_pa
     target = steps_seen[-1] + 2
     assert main(train_argv(tiny_dataset, out, target, "--resume")) == 0
     capsys.readouterr()
-    assert load_checkpoint(out / "last.pt")["step"] == target
+    final = load_checkpoint(out / "last.pt")
+    assert final["step"] == target
     assert not temp_files(out), "a resumed run should clear temp files left by a killed one"
+    # TensorBoard shows one curve: the steps logged after the last checkpoint of a killed run are
+    # replaced by the resumed run's, not shown twice
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    curve = [(e.step, e.value) for e in ea.Scalars("val/loss")]
+    assert curve == [(h["step"], pytest.approx(h["val_loss"], rel=1e-6)) for h in final["trainer"]["history"]]
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_dataset, tmp_path, monkeypatch, capsys):
