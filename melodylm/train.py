@@ -321,6 +321,9 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         step, best_val, evals_without_gain = tr["step"], tr["best_val"], tr["evals_without_gain"]
         elapsed, tokens_seen, history = tr["elapsed"], tr["tokens_seen"], list(tr.get("history", []))
         rng_states = tr["rng"]
+        if len(rng_states["batches"]) != world:  # each rank continues its own saved batch stream
+            raise UserError(f"--resume: {out} was trained with {len(rng_states['batches'])} process(es); "
+                            f"resume it with the same number (this start has {world})")
         batches.rng.bit_generator.state = json.loads(rng_states["batches"][rank])
         torch.set_rng_state(rng_states["torch"][rank])
         if device.type == "cuda" and rng_states.get("cuda"):
