@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from melodylm.checkpoint import load_checkpoint
+from melodylm.cli import main
 from melodylm.dataset import Dataset
 from melodylm.models import ModelConfig, build_model
 from melodylm.train import Batches, TrainConfig, lr_at
@@ -75,7 +76,7 @@ def close(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
 
 
-def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path):
+def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "ddp"
     r = torchrun(str(tiny_dataset), "-o", str(out), "--max-steps", str(STEPS), "--json", *ARGS)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -112,3 +113,9 @@ def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path):
     assert [h["step"] for h in ckpt["trainer"]["history"]] == [2, STEPS, 4, MORE]
     assert close(ckpt["model"], replay(tiny_dataset, ckpt, MORE, ranks=(0, 1)))
     assert not list(out.glob(".*.tmp-*"))
+
+    # the ranks' batch streams cannot be continued by another number of processes
+    assert main(["train", "-o", str(out), "--resume", "--max-steps", str(MORE + 1), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 process(es)" in err[0] and "same number" in err[0], err
+    assert load_checkpoint(out / "last.pt")["step"] == MORE
