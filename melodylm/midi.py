@@ -148,17 +148,24 @@ def load_melody(
         return mel
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
-        if head != b"MThd":
+            head = f.read(14)
+        if head[:4] != b"MThd":
             if head[:4] == b"RIFF":
                 reason = "RIFF-wrapped MIDI (RMID) is not supported"
             else:
                 reason = "not a MIDI file (no MThd header)"
             mel.status, mel.reason = "failed", reason
             return mel
+        if len(head) == 14 and head[12] & 0x80:  # a valid file, but times in frames, not beats
+            mel.status, mel.reason = "failed", "SMPTE time division is not supported (only ticks per beat)"
+            return mel
         score = symusic.Score(path)
     except Exception as e:  # symusic raises RuntimeError/ValueError for malformed files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.removeprefix("MiniMidi: ").removesuffix(": iostream error")
+        bad = re.fullmatch(r"Get (\w+)=(-?\d+)", msg)  # symusic's words for a data byte out of range
+        if bad:
+            msg = f"bad event: {bad[1].replace('_', ' ')} {bad[2]} is out of range"
         mel.status, mel.reason = "failed", f"corrupt MIDI: {msg[:200]}"
         return mel
     return select_melody(score, mode, mel, max_notes=max_notes, max_beats=max_beats)
