@@ -40,7 +40,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/tokenize.py
+	$(BIN)/python bench/tokenize_speed.py
 	$(BIN)/python bench/bleu.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/generate_speed.py

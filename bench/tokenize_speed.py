@@ -1,6 +1,6 @@
 """Tokenizing speed: `melodylm tokenize` against a plain miditok loop and a music21 pipeline.
 
-Usage: python bench/tokenize.py [--repeats 3] [--music21-files 100] [--workers 0]
+Usage: python bench/tokenize_speed.py [--repeats 3] [--music21-files 100] [--workers 0]
 
 Data: O'Neill's 1850 tunes, corpora/oneills1850/*.mid (one melody per file).
 Compared, in one run, repeats interleaved so that all three see the same machine load:
