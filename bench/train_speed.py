@@ -1,7 +1,7 @@
 """Training speed on CPU (fp32): our GPT against Hugging Face GPT-2 of the same shape, with the
 LSTM and bi-LSTM alongside.
 
-    python bench/train_speed.py             # 2-4 minutes on 2 cores
+    python bench/train_speed.py             # about 2 minutes on 2 idle cores
     python bench/train_speed.py --rounds 3  # quicker, noisier
 
 Memory first: each model trains ``--memory-steps`` steps in a fresh interpreter that reports
@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from melodylm.models import ModelConfig, build_model  # noqa: E402
 
 VOCAB, BLOCK, BATCH = 512, 256, 16
-BILSTM_BATCH = 2  # each position reads its own 32-token window both ways: ~64x an LSTM's work per token
+BILSTM_BATCH = 1  # each position reads its own 32-token window both ways: ~64x an LSTM's work per token
 LR, BETAS, WD = 3e-4, (0.9, 0.95), 0.1
 GPT_SHAPE = dict(n_layer=6, n_head=8, n_embd=256, block_size=BLOCK, vocab_size=VOCAB, dropout=0.0)
 DEFAULT_MODELS = "gpt,gpt-nobias,hf-gpt2-sdpa,lstm,bilstm"
@@ -137,12 +137,15 @@ def optimizer_steps(rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds, one step per model each")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, from {DEFAULT_MODELS},hf-gpt2-eager")
     parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_flush_denormal(True)  # the bi-LSTM backward otherwise runs into denormals (~15x slower)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_worker:
         memory_worker(args.memory_worker, args.memory_steps)
         return
@@ -153,7 +156,8 @@ def main() -> None:
     memory = {}
     for name in names:
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-worker", name, "--memory-steps", str(args.memory_steps)],
+            [sys.executable, __file__, "--memory-worker", name, "--memory-steps", str(args.memory_steps)]
+            + (["--threads", str(args.threads)] if args.threads else []),
             check=True, capture_output=True, text=True,
         )
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -193,7 +197,11 @@ def main() -> None:
     for ours in ("gpt", "gpt-nobias"):
         for ref in ("hf-gpt2-sdpa", "hf-gpt2-eager"):
             if ours in speed and ref in speed:
-                print(f"ratio {ours} / {ref}: {speed[ours] / speed[ref]:.2f}x")
+                # Steps of one round ran seconds apart, so their ratio cancels most of the drift
+                # of a shared machine; the median of those is the steadier figure.
+                paired = statistics.median(b / a for a, b in zip(times[ours], times[ref]))
+                print(f"speed {ours} / {ref}: {speed[ours] / speed[ref]:.2f}x (ratio of medians), "
+                      f"{paired:.2f}x (median of per-round ratios)")
     print("AdamW step over the GPT's parameters (median ms): "
           + ", ".join(f"{k} {v:.1f}" for k, v in opt_ms.items())
           + f"; for-loop / fused {opt_ms['for-loop'] / opt_ms['fused']:.1f}x")
