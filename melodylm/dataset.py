@@ -40,6 +40,7 @@ DATASET_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT / "corpora" / "oneills1850"
 DEFAULT_DATA_DIR = Path("data") / "default"
+FILE_TIMEOUT_S = 300  # seconds one file may take in a worker before it is recorded as failed
 
 
 @dataclass
@@ -254,20 +255,51 @@ def _run_pool(files: list[str], workers: int, init_args, bar):
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     chunk = max(1, min(64, len(files) // (workers * 8) or 1))
     batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init_args) as ex:
-        futs = [ex.submit(_process_batch, b) for b in batches]
-        for b, fut in zip(batches, futs):
-            try:
-                results = fut.result()
-            except BrokenProcessPool:
-                results = [_process_isolated(f, init_args) for f in b]
-            for r in results:
-                yield r
-                bar.update()
+    done = 0
+    while done < len(batches):
+        # A dead worker breaks the whole pool: the batch waited on is then retried file by file
+        # and a fresh pool takes the rest (not one process per file for the rest of the run).
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init_args)
+        try:
+            futs = [ex.submit(_process_batch, b) for b in batches[done:]]
+            for fut in futs:
+                try:
+                    results = fut.result()
+                except BrokenProcessPool:
+                    results = [_process_isolated(f, init_args) for f in batches[done]]
+                    done += 1
+                    for r in results:
+                        yield r
+                        bar.update()
+                    break
+                done += 1
+                for r in results:
+                    yield r
+                    bar.update()
+        finally:
+            # on Ctrl-C or an error, queued batches are dropped rather than run to the end
+            ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _process_batch(paths: list[str]):
-    return [_process(p) for p in paths]
+    """Files in a worker process, each under an alarm of FILE_TIMEOUT_S seconds.
+
+    The alarm keeps its default action, so it kills the worker even inside C++ code that never
+    returns to Python; the pool then retries the batch file by file (see :func:`_run_pool`).
+    """
+    import signal
+
+    alarm = hasattr(signal, "SIGALRM")
+    if alarm:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    out = []
+    for p in paths:
+        if alarm:
+            signal.alarm(FILE_TIMEOUT_S)
+        out.append(_process(p))
+    if alarm:
+        signal.alarm(0)
+    return out
 
 
 def _process_isolated(path: str, init_args):
@@ -277,11 +309,16 @@ def _process_isolated(path: str, init_args):
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    t0 = time.monotonic()
     try:
         with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as ex:
-            return ex.submit(_process, path).result(timeout=300)
+            return ex.submit(_process_batch, [path]).result()[0]
     except BrokenProcessPool:
-        return ({"path": path, "status": "failed", "reason": "the MIDI reader crashed on this file",
+        if time.monotonic() - t0 >= FILE_TIMEOUT_S:
+            reason = f"gave up after {FILE_TIMEOUT_S} s reading this file (a hang in the MIDI reader?)"
+        else:
+            reason = "the MIDI reader crashed on this file"
+        return ({"path": path, "status": "failed", "reason": reason,
                  "split": None, "n_notes": 0, "n_tokens": 0, "hash": None}, [])
     except Exception as e:
         return ({"path": path, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:200],
