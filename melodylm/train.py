@@ -239,9 +239,15 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     else:
         device = pick_device(cfg.device)
     master = rank == 0
+    # Flushing denormals is processor state of the calling thread: put it back afterwards, or
+    # every later float computation in this process (tests, notebooks) silently changes.
+    flush_was_on = _flushes_denormals()
+    torch.set_flush_denormal(True)  # bi-LSTM backward on CPU crawls on denormals (field notes)
     try:
         return _train(cfg, resume, force, progress and master, device, rank, world, ddp)
     finally:
+        if not flush_was_on:
+            torch.set_flush_denormal(False)
         if ddp:
             import torch.distributed as dist
 
@@ -254,7 +260,6 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
     from tqdm import tqdm
 
     master = rank == 0
-    torch.set_flush_denormal(True)  # bi-LSTM backward on CPU crawls on denormals (field notes)
     out = Path(cfg.out_dir or default_out_dir(cfg.arch))
     cfg.out_dir = str(out)
     state: dict[str, Any] | None = None
@@ -569,6 +574,11 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         print(f"interrupted at step {step}: saved {out / 'last.pt'}; continue with "
               f"`melodylm train --resume -o {out}`", file=sys.stderr)
     return summary
+
+
+def _flushes_denormals() -> bool:
+    """Whether this thread turns subnormal floats into zero (there is no getter in torch)."""
+    return (torch.tensor([1e-39], dtype=torch.float32) * 2.0).item() == 0.0
 
 
 def threading_main() -> bool:
