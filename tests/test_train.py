@@ -133,6 +133,16 @@ def test_force_starts_over(tiny_dataset, tmp_path):
     assert [e.step for e in events(out).Scalars("val/loss")] == [2]
 
 
+def test_training_leaves_the_processor_float_state_alone(tiny_dataset, tmp_path):
+    """The trainer flushes denormals for speed; the process must get subnormal floats back after."""
+    def subnormals_survive() -> bool:
+        return (torch.tensor([1e-39], dtype=torch.float32) * 2.0).item() != 0.0
+
+    assert subnormals_survive()
+    run(tiny_dataset, tmp_path / "run", arch="bilstm", max_steps=1)
+    assert subnormals_survive()
+
+
 # --- resume and determinism --------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["lstm", "bilstm", "gpt"])
 def test_resume_equals_uninterrupted(tiny_dataset, tmp_path, arch):
