@@ -91,8 +91,10 @@ def _cmd_tokenize(args) -> int:
         melody=args.melody, velocities=args.velocities, split=_parse_floats("--split", args.split, 3),
         seed=args.seed, transpose=_parse_range("--transpose", args.transpose), subword=args.subword,
         vocab_size=args.vocab_size, workers=args.workers,
-        max_notes=args.max_notes or MAX_NOTES, max_beats=args.max_beats or MAX_BEATS,
-        max_file_mb=args.max_file_mb or MAX_FILE_MB, force=args.force,
+        # 0 must reach validate() and be refused, not silently become the default
+        max_notes=MAX_NOTES if args.max_notes is None else args.max_notes,
+        max_beats=MAX_BEATS if args.max_beats is None else args.max_beats,
+        max_file_mb=MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb, force=args.force,
     )
     s = tokenize(cfg, progress=not args.no_progress)
     why = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))
