@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is a UserError (one line, exit 2) like every other mistake."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message} (see `{self.prog} -h`)")
+        where = "" if self.prog == "melodylm" else f"{self.prog}: "  # the line starts with 'melodylm:' already
+        raise UserError(f"{where}{message} (see `{self.prog} -h`)")
 
 
 def _add(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -532,7 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # argparse would blame the top-level parser; point at the subcommand's help
+            prog = " ".join(["melodylm", *(c for c in (getattr(args, "command", None),
+                                                        getattr(args, "corpus_command", None)) if c)])
+            where = "" if prog == "melodylm" else f"{prog}: "
+            raise UserError(f"{where}unrecognized arguments: {' '.join(extra)} (see `{prog} -h`)")
         if not getattr(args, "func", None):
             parser.print_help()
             return 0
