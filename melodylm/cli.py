@@ -553,3 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a path that cannot be read or written (not a folder, permissions, disk full)
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"melodylm: error: {where}{e.strerror or e} (check the path, its permissions and free space; "
+              "--debug shows where it happened)", file=sys.stderr)
+        return 2
