@@ -439,6 +439,11 @@ class Dataset:
             if (self.dir / "tokenizer.json").exists():
                 raise DataError(f"{self.dir} is an incomplete dataset (an interrupted build?): "
                                 "re-run `melodylm tokenize --force`")
+            # a folder of MIDI files (a corpus) is the usual mistake: say how to make a dataset of it
+            near = (f for pattern in ("*", "*/*") for f in self.dir.glob(pattern))
+            if any(f.suffix.lower() in MIDI_SUFFIXES for f in near):
+                raise DataError(f"{self.dir} holds MIDI files, not a token dataset: run "
+                                f"`melodylm tokenize {self.dir} -o DATA_DIR` and pass DATA_DIR instead")
             raise DataError(f"{self.dir} is not a dataset folder made by `melodylm tokenize`")
         try:
             self.stats = json.loads((self.dir / "stats.json").read_text())
