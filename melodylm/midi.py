@@ -140,6 +140,9 @@ def load_melody(
     except OSError as e:
         mel.status, mel.reason = "failed", f"cannot read file: {e.strerror or e}"
         return mel
+    if Path(path).is_dir():  # open() would fail below and call it a corrupt MIDI file
+        mel.status, mel.reason = "failed", "cannot read file: it is a folder"
+        return mel
     if size == 0:
         mel.status, mel.reason = "failed", "empty file (0 bytes)"
         return mel
