@@ -1,8 +1,9 @@
 """Training speed on CPU (fp32): our GPT against Hugging Face GPT-2 of the same shape, with the
 LSTM and bi-LSTM alongside.
 
-    python bench/train_speed.py             # about 2 minutes on 2 idle cores
-    python bench/train_speed.py --rounds 3  # quicker, noisier
+    python bench/train_speed.py              # ~4 minutes on 2 shared cores, longer under heavy load
+    python bench/train_speed.py --threads 1  # steadier when other jobs share the cores
+    python bench/train_speed.py --rounds 3   # quicker, noisier
 
 Memory first: each model trains ``--memory-steps`` steps in a fresh interpreter that reports
 its peak resident set (``resource.getrusage``) before building the model (imports) and after

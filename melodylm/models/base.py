@@ -140,8 +140,9 @@ class MelodyModel(nn.Module, ABC):
         parameter with fewer than two dimensions goes in a group without decay.
 
         The fused kernel is used on CUDA and on CPU: on CPU it is one vectorised loop per tensor
-        instead of ~10 separate elementwise ops, measured 13-30x faster for a 5M-parameter GPT
-        on two cores (see BENCHMARKS.md, "Training speed").
+        instead of a dozen elementwise ops, measured ~2.8x faster than the default for a
+        5M-parameter GPT on one thread and 5-90x on two busy cores (BENCHMARKS.md, "Training
+        speed").
         """
         params = [p for p in self.parameters() if p.requires_grad]  # tied weights appear once
         decay = [p for p in params if p.dim() >= 2]
