@@ -432,6 +432,8 @@ class Dataset:
 
     def __init__(self, data_dir: str | Path):
         self.dir = Path(data_dir)
+        if self.dir.exists() and not self.dir.is_dir():  # e.g. a checkpoint or a MIDI file
+            raise DataError(f"{self.dir} is a file, not a dataset folder: pass the folder made by `melodylm tokenize`")
         if not self.dir.is_dir():
             raise DataError(f"dataset folder {self.dir} not found: run `melodylm tokenize` first "
                             f"(or `melodylm tokenize -o {self.dir}`)")
@@ -444,6 +446,9 @@ class Dataset:
             if any(f.suffix.lower() in MIDI_SUFFIXES for f in near):
                 raise DataError(f"{self.dir} holds MIDI files, not a token dataset: run "
                                 f"`melodylm tokenize {self.dir} -o DATA_DIR` and pass DATA_DIR instead")
+            if any(self.dir.glob("*.pt")):
+                raise DataError(f"{self.dir} is a training run (it holds checkpoints), not a dataset folder: "
+                                "pass the folder made by `melodylm tokenize`")
             raise DataError(f"{self.dir} is not a dataset folder made by `melodylm tokenize`")
         try:
             self.stats = json.loads((self.dir / "stats.json").read_text())
