@@ -171,7 +171,9 @@ class GPT(MelodyModel):
         }
 
     @torch.no_grad()
-    def prefill(self, idx: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def prefill(
+        self, idx: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if idx.dim() != 2 or idx.size(1) < 1:
             raise ValueError(f"prefill takes token ids (B, T) with T >= 1, got {tuple(idx.shape)}")
         start = state["tokens"].size(1)

@@ -47,7 +47,9 @@ class LSTM(MelodyModel):
         if self.lm_head.bias is not None:
             nn.init.zeros_(self.lm_head.bias)
 
-    def _run(self, idx: torch.Tensor, hc: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def _run(
+        self, idx: torch.Tensor, hc: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         x = self.drop(self.wte(idx))  # (B, T, C)
         y, hc = self.lstm(x, hc)
         return self.lm_head(self.drop(y)), hc  # (B, T, V)
