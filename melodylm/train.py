@@ -403,8 +403,8 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         saved_step[0] = step
 
     def diverged(what: str, value: float, at: int) -> TrainingError:
-        kept = (f"the last good checkpoint {out / 'last.pt'} (step {saved_step[0]}) is kept" if saved_step[0] is not None
-                else "no checkpoint was written")
+        kept = (f"the last good checkpoint {out / 'last.pt'} (step {saved_step[0]}) is kept"
+                if saved_step[0] is not None else "no checkpoint was written")
         return TrainingError(f"the {what} became {value} at step {at}: stopped; {kept} (try a lower --lr)")
 
     @torch.no_grad()
