@@ -13,7 +13,7 @@ import torch
 
 from melodylm.checkpoint import load_checkpoint
 from melodylm.cli import main
-from melodylm.errors import TrainingError, UserError
+from melodylm.errors import UserError
 from melodylm.train import TrainConfig, train
 
 # A run that takes well under a second once torch is imported.
