@@ -2,8 +2,8 @@
 
 The corpus comes from ``tests/fuzz_midi.py`` (seeded mutations of valid files; see its docstring
 for the kinds). The command-line run gets 2,000 files by default; ``MELODYLM_FUZZ_N=10000`` runs
-the full 10,000 (about 8 s of CPU to generate and 9 s to tokenize on 2 cores, ~30 s wall on a
-busy machine), left out of the default run to keep the suite fast.
+the full 10,000 (measured on 2 shared cores: 2.4 s CPU to write them, 7-9 s CPU and 11-18 s wall
+to tokenize, peak 255 MiB), left out of the default run to keep the whole file near 30 s.
 
 Per-file limits that keep memory bounded (defaults of ``melodylm tokenize``): files over 16 MB
 are skipped unread (``--max-file-mb``); melodies over 20,000 notes (``--max-notes``) or 20,000
