@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.melodylm-installed
 
-.PHONY: install demo test bench pretrained clean-demo help
+.PHONY: install demo test bench bench-quality pretrained help
 
 help:
 	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
@@ -36,11 +36,22 @@ demo: install
 	$(BIN)/melodylm demo --force
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider
 
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/tokenize_speed.py
 	$(BIN)/python bench/bleu.py
+	$(BIN)/python bench/ngram.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/generate_speed.py
+
+# Test bits per note of gpt, lstm, bilstm and the 5-gram on O'Neill + Essen (imports Essen first).
+bench-quality: install
+	$(BIN)/python bench/quality.py --minutes 30
+
+# The shipped model: checkpoints/pretrained/recipe.toml on the embedded corpus (see its README).
+pretrained: install
+	$(BIN)/melodylm tokenize -o data/default --force
+	$(BIN)/melodylm train --config checkpoints/pretrained/recipe.toml -o runs/pretrained --force
+	cp runs/pretrained/best.pt checkpoints/pretrained/model.pt
