@@ -413,7 +413,7 @@ def test_kill_9_never_leaves_a_dataset_at_the_target(small_fuzz, tmp_path):
     assert Dataset(out).stats["files"] == 300
 
 
-def test_ctrl_c_stops_soon_and_leaves_no_folder(small_fuzz, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_stops_soon_keeps_the_old_folder_and_leaves_no_partial_one(small_fuzz, tmp_path, monkeypatch, capsys):
     # 600 files x 50 ms over 2 workers is >= 15 s of work; Ctrl-C after 1 s must not wait for the
     # queued batches (it used to run every one of them before exiting)
     from melodylm.cli import main
@@ -422,6 +422,9 @@ def test_ctrl_c_stops_soon_and_leaves_no_folder(small_fuzz, tmp_path, monkeypatc
     shutil.copytree(small_fuzz, src)
     for f in sorted(small_fuzz.iterdir()):
         shutil.copy(f, src / f"copy_{f.name}")
+    old_data = tmp_path / "data"  # what --force would replace, had the run finished
+    old_data.mkdir()
+    (old_data / "keep.txt").write_text("the previous dataset")
     real = dataset._process
     monkeypatch.setattr(dataset, "_process", lambda path: (time.sleep(0.05), real(path))[1])
 
@@ -432,7 +435,7 @@ def test_ctrl_c_stops_soon_and_leaves_no_folder(small_fuzz, tmp_path, monkeypatc
     try:
         t0 = time.time()
         signal.setitimer(signal.ITIMER_REAL, 1.0)
-        code = main(["tokenize", str(src), "-o", str(tmp_path / "data"), "--workers", "2", "--no-progress"])
+        code = main(["tokenize", str(src), "-o", str(old_data), "--workers", "2", "--no-progress", "--force"])
         elapsed = time.time() - t0
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -440,4 +443,5 @@ def test_ctrl_c_stops_soon_and_leaves_no_folder(small_fuzz, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert code == 130 and err == "melodylm: interrupted\n"
     assert elapsed < 7
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # no dataset, no partial folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "in"]  # no partial folder left
+    assert [p.name for p in old_data.iterdir()] == ["keep.txt"]  # and the old folder untouched
