@@ -131,7 +131,12 @@ def test_kill_9_at_random_times_keeps_a_loadable_checkpoint(tiny_dataset, tmp_pa
         mtime = os.stat(out / "last.pt").st_mtime_ns
     assert steps_seen == sorted(steps_seen)
 
-    # a final resume finishes a few more steps from the last complete checkpoint
+    # a final resume finishes a few more steps from the last complete checkpoint. TensorBoard reads
+    # event files in name order and names start with the second they were opened: an in-process
+    # resume (no import time) could open its file in the killed run's second and sort before it.
+    newest = max(int(f.name.split(".")[3]) for f in (out / "tb").glob("events.out.tfevents.*"))
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
     target = steps_seen[-1] + 2
     assert main(train_argv(tiny_dataset, out, target, "--resume")) == 0
     capsys.readouterr()
