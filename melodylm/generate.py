@@ -6,12 +6,13 @@ the LSTM's state and the bi-LSTM's window live inside the state object, which is
 batch-first tensors, so finished samples are simply dropped from it.
 
 Every sample decodes to MIDI because decoding is constrained by the tokenizer's grammar
-(:class:`Grammar`): miditok's table of which token type may follow which, mapped onto model
-ids (a subword piece is checked through the base tokens it stands for), plus the few rules that
-depend on what came before and that miditok's ``tokens_errors`` also checks: REMI positions move
-forward inside a bar (and stay inside it), a MIDILike ``NoteOff`` closes a note that is open and
-every note is closed before the end. The end token is only allowed where time may move on (never
-after a pitch waiting for its duration), and after at least one note.
+(:class:`Grammar`): miditok's table of which token type may follow which, mapped onto model ids
+(a subword piece is checked through the base tokens it stands for), plus what depends on the
+tokens before: REMI time is kept as miditok's decoder keeps it, so a Position never sends time
+back and stays inside its bar; a MIDILike ``NoteOff`` closes a note that is open and every note is
+closed before the end; PAD, BOS and drum tokens never come. The end token is only allowed where
+time may move on (never after a pitch waiting for its duration), and after at least one note.
+Constrained samples have no errors by miditok's ``tokens_errors`` (tests check it).
 
 Typical use::
 
@@ -24,9 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +115,11 @@ class Grammar:
     changes. :meth:`allowed` turns a batch of states into a ``(B, V)`` mask; :meth:`step`
     applies chosen ids.
 
-    For tokenizations with Position tokens (REMI) the state follows time exactly as miditok's
-    decoder does (in positions: bars, rests that carry over bar lines, the end of the last note),
-    so a note never starts before the previous one and bars are counted in time, not in Bar
-    tokens. This is stricter than miditok's ``tokens_errors``, which lets a Position after a Rest
-    go back.
+    For tokenizations with Position tokens (REMI) the state follows time in ticks exactly as
+    miditok's decoder does (bars, time signatures, rests that carry over bar lines, the end of the
+    last note), so a note never starts before the previous one and bars are counted in time, not
+    in Bar tokens. This is stricter than miditok's ``tokens_errors``, which lets a Position after a
+    Rest go back; and a note after a Rest waits for a Position, as REMI writes it.
     """
 
     def __init__(self, tokenizer, device: torch.device | str = "cpu") -> None:
@@ -207,8 +207,8 @@ class Grammar:
 
     # --- tables ---------------------------------------------------------------------------------
     def _value(self, token: str) -> int:
-        """The integer a base token carries: pitch, position, positions per bar (TimeSig) or
-        length in positions (Duration, Rest, TimeShift written ``beats.positions.resolution``)."""
+        """The integer a base token carries: pitch, position, positions per bar (TimeSig), or
+        length in positions (Duration, Rest, TimeShift are written ``beats.positions.resolution``)."""
         kind, _, val = token.partition("_")
         if kind == "TimeSig":
             return int(val.split("/")[0]) * self.res
@@ -358,12 +358,12 @@ class Grammar:
         def full(v: int) -> torch.Tensor:
             return torch.full((1,), v, dtype=torch.long, device=dev)
 
-        st = {"last": full(self.tix["BOS"]), "notes": full(0), "has_note": torch.zeros(1, dtype=torch.bool, device=dev),
-              "k": full(0)}
-        if self.has_pos:  # miditok's REMI decoder, in positions
-            st.update(cur=full(0), bar_tick=full(0), bar=full(-1), bar_pos=full(4 * self.res), bar_ticks=full(self.bar44),
-                      den=full(self.den44), anchor=full(0), anchor_bar=full(0), note_end=full(0), floor=full(0),
-                      need_pos=torch.zeros(1, dtype=torch.bool, device=dev))
+        no = torch.zeros(1, dtype=torch.bool, device=dev)
+        st = {"last": full(self.tix["BOS"]), "notes": full(0), "has_note": no, "k": full(0)}
+        if self.has_pos:  # the variables of miditok's REMI decoder, in ticks; 4/4 until a TimeSig
+            st.update(cur=full(0), bar_tick=full(0), bar=full(-1), bar_pos=full(4 * self.res),
+                      bar_ticks=full(self.bar44), den=full(self.den44), anchor=full(0), anchor_bar=full(0),
+                      note_end=full(0), floor=full(0), need_pos=no)
         if self.has_off:
             st["open"] = torch.zeros(1, 128, dtype=torch.bool, device=dev)
         specials = (self.tok.pad_id_base, self.tok.bos_id_base, self.tok.eos_id_base)
@@ -576,9 +576,10 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
     st = g.start(n, prompt_base) if track else {}
 
     P = len(prompt)
-    rows = torch.arange(n, device=dev)  # original index of each running sequence
+    rows = torch.arange(n, device=dev)  # original index of each sequence in the batch
+    live = torch.ones(n, dtype=torch.bool, device=dev)  # finished ones are fed EOS until the next compaction
     stop = torch.zeros(n, dtype=torch.long, device=dev)
-    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, ids) of each step
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, ids or -1) of each step
     idx = torch.tensor([prompt], dtype=torch.long, device=dev).expand(n, P)
     ctx = getattr(model, "max_context", None)
     if use_cache:
@@ -601,6 +602,7 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
         elif ignore_eos:
             lg = lg.index_fill(1, eos_col, float("-inf"))
         nxt = pick_tokens(lg, temperature, top_k, top_p, generator)  # (B,)
+        nxt = torch.where(live, nxt, eos)
         if track:
             nxt_g = nxt.clamp_max(g.V - 1)
             new_st, bad = g.step(st, nxt_g)
@@ -624,24 +626,27 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
             if max_notes is not None and not constrain:
                 why = torch.where((why == 0) & (new_st["notes"] > max_notes), 3, why)
             st = new_st
-        finished = why > 0
-        nxt = torch.where(finished, eos, nxt)
-        steps.append((rows, nxt))
+        ended = (why > 0) & live
+        nxt = torch.where(ended, eos, nxt)
+        steps.append((rows, torch.where(live & ~ended, nxt, -1)))
         t += 1
         if t == limit:
-            stop[rows] = torch.where(finished, why, 2)
+            stop[rows] = torch.where(ended, why, torch.where(live, 2, stop[rows]))
             break
-        if bool(finished.any()):
-            stop[rows[finished]] = why[finished]
-            keep = torch.nonzero(~finished).squeeze(1)
-            if keep.numel() == 0:
+        if bool(ended.any()):
+            stop[rows[ended]] = why[ended]
+            live = live & ~ended
+            dead = int((~live).sum())
+            if dead == live.numel():
                 break
-            rows, nxt = rows[keep], nxt[keep]
-            st = {k: v.index_select(0, keep) for k, v in st.items()}
-            if use_cache:
-                state = _select(state, keep)
-            else:
-                seq = seq.index_select(0, keep)
+            if 4 * dead >= live.numel():  # drop finished sequences once they are a quarter of the batch
+                keep = torch.nonzero(live).squeeze(1)
+                rows, nxt, live = rows[keep], nxt[keep], live[keep]
+                st = {k: v.index_select(0, keep) for k, v in st.items()}
+                if use_cache:
+                    state = _select(state, keep)
+                else:
+                    seq = seq.index_select(0, keep)
         if use_cache:
             logits, state = model.decode(nxt[:, None], state)
         else:
@@ -654,7 +659,7 @@ def sample_sequences(model, tokenizer, n: int = 1, max_new_tokens: int | None = 
         all_rows = torch.cat([r for r, _ in steps]).tolist()
         all_ids = torch.cat([i for _, i in steps]).tolist()
         for r, i in zip(all_rows, all_ids):
-            if i != eos:
+            if i >= 0:
                 out[r].append(i)
     return [Sampled(np.asarray(ids, dtype=np.int64), _STOP_NAMES[why]) for ids, why in zip(out, stop.tolist())]
 
@@ -926,7 +931,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     p_ids = tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else []
     grammar = Grammar(tok, dev)
     if max_bars is not None and not grammar.has_pos:
-        raise UserError(f"--max-bars: {tok.settings.scheme} has no Bar tokens to count; use --max-notes")
+        raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
+                        "use --max-notes or --max-tokens")
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     seqs = sample_sequences(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
                             constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
@@ -1005,10 +1011,6 @@ def find_default_checkpoint(cwd: str | Path | None = None) -> Path | None:
     if not runs:
         return None
     return max(runs, key=lambda p: (p.stat().st_mtime, str(p)))
-
-
-def warn(msg: str) -> None:
-    print(f"melodylm: {msg}", file=sys.stderr)
 
 
 __all__ = ["Grammar", "Prompt", "Sample", "Sampled", "bar_start", "filter_logits", "find_default_checkpoint",

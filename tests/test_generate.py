@@ -171,6 +171,18 @@ def test_gpt_cache_and_no_cache_give_the_same_greedy_tokens(constrain) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_sampled_batch_with_early_ends_matches_the_no_cache_path(arch) -> None:
+    """Sequences end at different steps and leave the batch; state and no-cache paths agree."""
+    tok = tokenizer()
+    model = tiny(arch, tok, seed=3, block_size=128).double()
+    runs = [sample_sequences(model, tok, n=8, max_new_tokens=100, generator=torch.Generator().manual_seed(5),
+                             max_notes=4, use_cache=cache) for cache in (True, False)]
+    assert [s.ids.tolist() for s in runs[0]] == [s.ids.tolist() for s in runs[1]]
+    assert [s.stop for s in runs[0]] == [s.stop for s in runs[1]]
+    assert len({len(s.ids) for s in runs[0]}) >= 4 and "max_notes" in {s.stop for s in runs[0]}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_top_k_1_is_greedy_argmax_of_forward(arch) -> None:
     tok = tokenizer()
     model = tiny(arch, tok, seed=2).double()
