@@ -1,7 +1,7 @@
 """Generation speed on CPU (fp32): our GPT with its KV cache, without it, and Hugging Face
 ``GPT2LMHeadModel.generate`` on a GPT-2 of the same shape with the same weights.
 
-    python bench/generate_speed.py               # about 15 minutes on 2 busy cores
+    python bench/generate_speed.py               # 45 minutes on 2 cores shared with other jobs
     python bench/generate_speed.py --rounds 1    # quicker, noisier
     python bench/generate_speed.py --threads 2   # torch's default here; slower when the machine is busy
 
@@ -21,14 +21,6 @@ short runs) as new tokens per second, batch x tokens / wall time, prefill includ
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# `python bench/x.py` puts bench/ first on the path, where tokenize.py would shadow the standard
-# library module of that name (imported by torch): run from the repository's view instead.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 import argparse
 import json
