@@ -164,7 +164,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
         "",
         f"- TensorBoard: `tensorboard --logdir {run_dir / 'tb'}`",
         f"- Checkpoint: `{ckpt}`; sample more: `melodylm sample --checkpoint {ckpt} --prompt {prompt}`",
-        f"- Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        "- Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
     ]
     report.write_text("\n".join(lines) + "\n")
     print(f"\nreport: {report}  (total {time.time() - t_all:.0f} s)", file=sys.stderr)

@@ -28,7 +28,7 @@ import torch
 
 from melodylm.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from melodylm.dataset import DEFAULT_DATA_DIR, Dataset
-from melodylm.errors import CheckpointError, TrainingError, UserError
+from melodylm.errors import TrainingError, UserError
 from melodylm.models import MODELS, ModelConfig, build_model, size_preset
 
 

@@ -114,3 +114,17 @@ def make_dataset(corpus_slice, tmp_path_factory):
 def tiny_dataset(make_dataset) -> Path:
     """A REMI dataset of the corpus slice (split 0.8/0.1/0.1, no subwords). Do not modify it."""
     return make_dataset()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models run several times faster on one thread when the cores are shared.
+
+    Modules that train tiny models use it with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

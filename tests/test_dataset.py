@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections import defaultdict
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Part, scale, write_midi
+from conftest import Part, write_midi
 from melodylm.dataset import SPLITS, Dataset, TokenizeConfig, split_of, tokenize
 from melodylm.errors import DataError, UserError
 from melodylm.midi import content_hash, note_array

@@ -31,13 +31,7 @@ ARGS = ["--arch", "gpt", "--size", "tiny", "--batch-size", "4", "--eval-interval
         "--set", "dropout=0.0", "--set", "warmup_steps=1", "--set", f"lr_decay_steps={MORE}", "--lr", "0.003"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:

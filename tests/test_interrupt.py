@@ -25,16 +25,8 @@ from melodylm.errors import CheckpointError
 from melodylm.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+              pytest.mark.usefixtures("torch_one_thread")]
 
 
 def train_argv(data: Path, out: Path, max_steps: int, *extra: str) -> list[str]:

@@ -21,13 +21,7 @@ TINY = dict(size="tiny", batch_size=4, max_steps=4, eval_interval=2, eval_batche
             log_interval=1, warmup_steps=2, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread when the cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def run(data: Path, out: Path, resume: bool = False, force: bool = False, **overrides) -> dict:
