@@ -53,6 +53,8 @@ class BiLSTM(MelodyModel):
             self.lm_head.weight = self.wte.weight
         for module in (self.wte, self.proj, self.lm_head):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        # Inputs of a useful size for the recurrence (see lstm.py: std 0.02 stalls on the unigram).
+        nn.init.uniform_(self.wte.weight, -0.5, 0.5)
         if self.proj.bias is not None:
             nn.init.zeros_(self.proj.bias)
 
