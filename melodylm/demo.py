@@ -50,13 +50,13 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     data_dir = out / "data"
     tsum = tokenize(TokenizeConfig(out_dir=str(data_dir), seed=seed, force=True), progress=progress)
     timings["tokenize"] = time.time() - t
-    print(f"  {tsum['ok']} tunes, tokens {tsum['tokens']}", file=sys.stderr)
+    print(f"  {tsum['ok']} tunes; tokens: " + ", ".join(f"{k} {v:,}" for k, v in tsum["tokens"].items()), file=sys.stderr)
 
     t = _step(2, total, f"train a small GPT for {train_seconds:.0f} s")
     run_dir = out / "run"
     cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(run_dir), arch="gpt", size="small",
                       max_time=train_seconds, max_steps=100_000, eval_interval=50, warmup_steps=30,
-                      lr_decay_steps=int(train_seconds * 0.6), seed=seed, learning_rate=2e-3)
+                      lr_decay_steps=int(train_seconds * 0.6), seed=seed, learning_rate=2e-3, batch_size=16)
     summary = train(cfg, force=True, progress=progress)
     timings["train"] = time.time() - t
     ckpt = Path(summary["checkpoint"])
@@ -112,7 +112,8 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     lines = [
         f"# melodylm demo report (melodylm {__version__})",
         "",
-        f"Corpus: the embedded O'Neill collection, {tsum['ok']} tunes; tokens per split {tsum['tokens']}.",
+        f"Corpus: the embedded O'Neill collection, {tsum['ok']} tunes; tokens per split: "
+        + ", ".join(f"{k} {v:,}" for k, v in tsum["tokens"].items()) + ".",
         f"Model: GPT `small`, trained {summary['steps']} steps in {summary['seconds']:.0f} s "
         f"({summary['tokens_per_s']:,.0f} tokens/s), best validation loss {_fmt(summary['best_val_loss'])}.",
         "",
