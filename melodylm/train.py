@@ -463,7 +463,10 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 prev_handlers[sig] = signal.signal(sig, on_signal)
-    bar = tqdm(total=max_steps, initial=step, desc=f"train {cfg.arch}", unit="step", disable=not progress,
+    # With a time budget the bar counts seconds, so its ETA is the budget's end (step count in the postfix).
+    by_time = bool(cfg.max_time)
+    bar = tqdm(total=round(cfg.max_time) if by_time else max_steps, initial=round(elapsed) if by_time else step,
+               desc=f"train {cfg.arch}", unit="s" if by_time else "step", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     t_start = time.time() - elapsed
     t_log, tok_log = time.time(), 0
@@ -507,12 +510,12 @@ def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: 
             last_loss = loss_sum
             tokens_seen += tokens_per_step
             tok_log += tokens_per_step
-            bar.update(1)
+            bar.update(min(round(time.time() - t_start), bar.total) - bar.n if by_time else 1)
             if step % cfg.log_interval == 0 or step == max_steps:
                 now = time.time()
                 tok_s = tok_log / max(1e-9, now - t_log)
                 t_log, tok_log = now, 0
-                bar.set_postfix(loss=f"{last_loss:.3f}", best_val=f"{best_val:.3f}", tok_s=f"{tok_s:,.0f}")
+                bar.set_postfix(step=step, loss=f"{last_loss:.3f}", best_val=f"{best_val:.3f}", tok_s=f"{tok_s:,.0f}")
                 if writer is not None:
                     writer.add_scalar("train/loss", last_loss, step)
                     writer.add_scalar("train/perplexity", math.exp(min(last_loss, 50)), step)
