@@ -56,7 +56,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     run_dir = out / "run"
     cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(run_dir), arch="gpt", size="small",
                       max_time=train_seconds, max_steps=100_000, eval_interval=50, warmup_steps=30,
-                      lr_decay_steps=int(train_seconds * 0.6), seed=seed, learning_rate=2e-3, batch_size=16)
+                      lr_decay_steps=int(train_seconds * 1.5), seed=seed, learning_rate=2e-3, batch_size=16)
     summary = train(cfg, force=True, progress=progress)
     timings["train"] = time.time() - t
     ckpt = Path(summary["checkpoint"])
