@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--data", default="data/quality")
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps-per-s", type=float, default=1.0,
+                    help="expected optimizer steps per second: the cosine schedule spans minutes*60*this steps")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "melodylm"]
     data = ROOT / args.data
@@ -60,7 +62,7 @@ def main() -> None:
         t0 = time.time()
         summ = json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time",
                                     str(args.minutes * 60), "--max-steps", "1000000", "--eval-interval", "100",
-                                    "--seed", str(args.seed), "--set", f"lr_decay_steps={int(args.minutes * 60 / 2)}",
+                                    "--seed", str(args.seed), "--set", f"lr_decay_steps={int(args.minutes * 60 * args.steps_per_s)}",
                                     "-o", str(run), "--force", "--json", "--no-progress"]))
         ev = json.loads(sh(exe + ["evaluate", str(run / "best.pt"), str(data), "--split", "test", "--json",
                                   "--no-progress"] + ([] if baseline is None else ["--baseline-order", "0"])))
