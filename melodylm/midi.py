@@ -205,6 +205,9 @@ def select_melody(score, mode: str, mel: Melody, max_notes: int = MAX_NOTES, max
         if not 0 <= idx < len(tracks) or not len(notes[idx]):
             mel.status, mel.reason = "skipped", f"track {idx} does not exist or has no notes ({len(tracks)} tracks)"
             return mel
+        if tracks[idx].is_drum:  # its "pitches" name drum sounds (GM channel 10), not notes
+            mel.status, mel.reason = "skipped", f"track {idx} is a drum track; pick a pitched one (--melody track:N)"
+            return mel
         chosen, used = notes[idx], [idx]
         info.update(track=idx, track_name=tracks[idx].name)
     elif mode in ("skyline", "all"):

@@ -77,6 +77,8 @@ def test_track_n_takes_that_track(tmp_path):
     assert mel.info["dropped_tracks"] == [0, 2]
     missing = load_melody(path, "track:7")
     assert missing.status == "skipped" and "track 7" in missing.reason
+    drums = load_melody(path, "track:2")
+    assert (drums.status, drums.reason) == ("skipped", "track 2 is a drum track; pick a pitched one (--melody track:N)")
 
 
 def test_skyline_drops_lower_overlapping_notes():
