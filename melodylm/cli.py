@@ -55,7 +55,9 @@ def _register_tokenize(sub) -> None:
     p.add_argument("--transpose", default="0:0", metavar="LOW:HIGH", help="semitone range added to the training split, e.g. -5:6")
     p.add_argument("--subword", default="none", help="none | bpe | unigram (sentencepiece, learned on train)")
     p.add_argument("--vocab-size", type=int, default=1000, help="subword vocabulary size (default 1000)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default 0 = all cores)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes (default 0 = all cores); 1 reads in this process, without the "
+                        "crash and hang guard")
     p.add_argument("--max-notes", type=int, default=None, help="skip melodies with more notes (default 20000)")
     p.add_argument("--max-beats", type=int, default=None, help="skip melodies longer than this (default 20000)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 16)")

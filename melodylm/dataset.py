@@ -235,7 +235,9 @@ def _run_files(cfg: TokenizeConfig, tok: MelodyTokenizer, files: list[str], prog
     init_args = (tok.to_dict(), asdict(cfg))
     bar = tqdm(total=len(files), desc="tokenize", unit="file", disable=not progress, file=sys.stderr)
     try:
-        if workers == 1:
+        # Only an explicit --workers 1 reads files in this process (simplest to debug); otherwise,
+        # even with one core, a worker process keeps a crash or hang in the MIDI reader to one file.
+        if cfg.workers == 1:
             _init_worker(*init_args)
             for f in files:
                 yield _process(f)

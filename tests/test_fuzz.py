@@ -376,6 +376,22 @@ def test_a_crash_or_hang_loses_only_that_file(small_fuzz, corpus_slice, tmp_path
     assert elapsed < 120
 
 
+
+def test_one_core_still_guards_the_run_against_a_crashing_reader(corpus_slice, tmp_path, monkeypatch):
+    # the default --workers 0 on a one-core machine: one worker process, not this process
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(corpus_slice.glob("*.mid"))[:3]:
+        shutil.copy(f, src / f.name)
+    (src / "zz_crash.mid").write_bytes(b"MThd")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(dataset, "load_melody", _misbehaving_reader(dataset.load_melody))
+    summary = build(src, tmp_path / "data", workers=0)
+    rows = {Path(r["path"]).name: r for r in Dataset(tmp_path / "data").manifest()}
+    assert rows["zz_crash.mid"]["reason"] == "the MIDI reader crashed on this file"
+    assert sum(r["status"] == "ok" for r in rows.values()) == 3
+    assert summary["files"] == 4
+
 # --- interrupted runs ------------------------------------------------------------------------------------
 SLOW_TOKENIZE = """
 import sys, time
