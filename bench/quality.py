@@ -8,6 +8,9 @@ test split with the Kneser-Ney 5-gram trained on the same training split beside 
     python bench/quality.py --minutes 30            # the issue's budget per model
     python bench/quality.py --minutes 8 --archs gpt # quicker
 
+Before each model trains, a short probe run of the same recipe measures its steps per second
+here, so its cosine learning-rate schedule ends with the budget (``--steps-per-s`` sets it instead).
+
 The corpus is built on first use under data/ (about 20 minutes for Essen on 2 cores).
 """
 
@@ -42,8 +45,10 @@ def main() -> None:
     ap.add_argument("--data", default="data/quality")
     ap.add_argument("--runs", default="runs/quality")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps-per-s", type=float, default=1.0,
-                    help="expected optimizer steps per second: the cosine schedule spans minutes*60*this steps")
+    ap.add_argument("--steps-per-s", type=float, default=0.0,
+                    help="optimizer steps per second, for every model: the cosine schedule spans minutes*60*this "
+                         "steps (default: measured per model by a short probe run)")
+    ap.add_argument("--probe-seconds", type=float, default=45.0)
     args = ap.parse_args()
     exe = [sys.executable, "-m", "melodylm"]
     data = ROOT / args.data
@@ -59,24 +64,35 @@ def main() -> None:
     baseline = None
     for arch in args.archs.split(","):
         run = ROOT / args.runs / arch
+        rate = args.steps_per_s
+        if not rate:
+            # A short run of the same recipe measures this machine's pace for this model, so the
+            # learning rate reaches the end of its cosine when the budget does (evals included).
+            probe = json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time",
+                                         str(args.probe_seconds), "--max-steps", "1000000", "--eval-interval", "100",
+                                         "--seed", str(args.seed), "-o", str(run), "--force", "--json",
+                                         "--no-progress"]))
+            rate = probe["steps"] / probe["seconds"]
+            print(f"{arch}: {rate:.3f} steps/s in a {probe['seconds']:.0f} s probe", file=sys.stderr, flush=True)
         t0 = time.time()
         summ = json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time",
                                     str(args.minutes * 60), "--max-steps", "1000000", "--eval-interval", "100",
-                                    "--seed", str(args.seed), "--set", f"lr_decay_steps={int(args.minutes * 60 * args.steps_per_s)}",
+                                    "--seed", str(args.seed), "--set", f"lr_decay_steps={max(1, int(args.minutes * 60 * rate))}",
                                     "-o", str(run), "--force", "--json", "--no-progress"]))
         ev = json.loads(sh(exe + ["evaluate", str(run / "best.pt"), str(data), "--split", "test", "--json",
                                   "--no-progress"] + ([] if baseline is None else ["--baseline-order", "0"])))
         baseline = baseline or ev["baseline"]
-        rows.append({"arch": arch, "steps": summ["steps"], "minutes": round((time.time() - t0) / 60, 1),
+        rows.append({"arch": arch, "steps": summ["steps"], "decay_steps": max(1, int(args.minutes * 60 * rate)),
+                     "minutes": round((time.time() - t0) / 60, 1),
                      "tokens_per_s": summ["tokens_per_s"], "bits_per_note": ev["bits_per_note"],
                      "bits_per_token": ev["bits_per_token"], "accuracy": ev["accuracy"]})
     print(f"\ncorpus {args.data}: train {stats['tunes']['train']} tunes, test {stats['tunes']['test']} tunes "
           f"({stats['notes']['test']} notes); budget {args.minutes:g} min per model\n")
-    print("| model | steps | tokens/s | test bits/note | ratio to 5-gram | bits/token | accuracy |")
+    print("| model | steps (cosine length) | tokens/s | test bits/note | ratio to 5-gram | bits/token | accuracy |")
     print("|---|---|---|---|---|---|---|")
     b = baseline["bits_per_note"]
     for r in rows:
-        print(f"| {r['arch']} | {r['steps']} | {r['tokens_per_s']:,.0f} | {r['bits_per_note']:.3f} | "
+        print(f"| {r['arch']} | {r['steps']} ({r['decay_steps']}) | {r['tokens_per_s']:,.0f} | {r['bits_per_note']:.3f} | "
               f"{r['bits_per_note'] / b:.2f} | {r['bits_per_token']:.3f} | {r['accuracy']:.3f} |")
     print(f"| 5-gram Kneser-Ney (d={baseline['discount']}) | | | {b:.3f} | 1.00 | {baseline['bits_per_token']:.3f} | |")
     print(json.dumps({"rows": rows, "baseline": baseline}))
