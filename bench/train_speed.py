@@ -21,7 +21,18 @@ is the same function as GPT-2 (tests/test_models.py copies weights and compares 
 ``configure_optimizers``; GPT-2 as the Hugging Face Trainer sets it up on torch >= 2.8), lr 3e-4,
 ``zero_grad(set_to_none=True)``, loss over every position.
 
-Last, one AdamW step over the GPT's parameters in PyTorch's three implementations.
+Then, for each GPT, where a step's time goes (``torch.profiler``, self time of each op over
+``--profile-steps`` steps): matrix products (``mm``/``addmm``/``bmm``), the SDPA attention kernels,
+and everything else. Matrix-product speed in GFLOP/s comes from the FLOPs a step must do
+(6 x tokens x matrix parameters, the tied output layer included), beside one large square matmul
+on this machine. The ceiling line answers: how much faster than GPT-2 could ours be if all its
+time outside matrix products and attention were removed?
+
+Last, causal attention alone at the GPT's shape in three implementations (the SDPA flash kernel
+both GPTs use, SDPA's math backend, matmul + masked softmax written out), and one AdamW step
+over the GPT's parameters in PyTorch's three implementations.
+
+``--models gpt-compile`` adds ours through ``torch.compile`` (its first steps compile: ~30 s).
 """
 
 from __future__ import annotations
@@ -86,6 +97,11 @@ def make(name: str) -> Run:
         "bilstm": ModelConfig(arch="bilstm", n_layer=2, n_embd=256, window=32, block_size=BLOCK, vocab_size=VOCAB,
                               dropout=0.0),
     }
+    if name == "gpt-compile":  # ours with biases through torch.compile (inductor's C++ kernels on CPU)
+        model = build_model(configs["gpt"]).train()
+        compiled = torch.compile(model)
+        opt = model.configure_optimizers(WD, LR, BETAS, "cpu")
+        return model, opt, lambda b: compiled(b[:, :-1], b[:, 1:])[1], BATCH
     model = build_model(configs[name]).train()
     opt = model.configure_optimizers(WD, LR, BETAS, "cpu")
     return model, opt, lambda b: model(b[:, :-1], b[:, 1:])[1], BILSTM_BATCH if name == "bilstm" else BATCH
@@ -118,6 +134,82 @@ def memory_worker(name: str, steps: int) -> None:
     print(json.dumps({"before_mib": before, "peak_mib": after}))
 
 
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def kernel_split(run: Run, steps: int) -> dict[str, float]:
+    """Seconds per step of self op time in matrix products, SDPA attention, and everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train_step(run, 10_000)  # warm: the profile must not see first-call allocations
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            train_step(run, 10_001 + i)
+    split = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for ev in prof.key_averages():
+        kind = ("matmul" if ev.key in MATMUL_OPS
+                else "attention" if "scaled_dot_product" in ev.key or "flash_attention" in ev.key else "other")
+        split[kind] += ev.self_cpu_time_total / 1e6 / steps  # microseconds in the profiler
+    return split
+
+
+def matmul_flops_per_step(model: torch.nn.Module, batch_size: int) -> float:
+    """Forward + backward FLOPs of the matrix products outside attention: 2 x 3 x tokens x weights.
+
+    Every 2-D weight except the position table multiplies each token once (the token table via
+    the tied output layer); backward costs twice the forward.
+    """
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "wpe" not in n)
+    return 6.0 * batch_size * BLOCK * weights
+
+
+def square_matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def attention_kernels(rounds: int) -> dict[str, tuple[float, float]]:
+    """Median ms (forward, backward) of causal attention at the GPT's shape, three ways, interleaved."""
+    from torch.nn import functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    n_head, hs = GPT_SHAPE["n_head"], GPT_SHAPE["n_embd"] // GPT_SHAPE["n_head"]
+    mask = torch.ones(BLOCK, BLOCK, dtype=torch.bool).tril()
+
+    def flash(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def math(q, k, v):
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def written_out(q, k, v):
+        s = (q @ k.transpose(-1, -2)) * hs**-0.5
+        return torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1) @ v
+
+    kinds = {"sdpa flash (ours, GPT-2 sdpa)": flash, "sdpa math backend": math, "matmul + softmax": written_out}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    gen = torch.Generator().manual_seed(0)
+    for r in range(rounds + 2):
+        for k, fn in kinds.items():
+            q, kk, v = (torch.randn(BATCH, n_head, BLOCK, hs, generator=gen, requires_grad=True) for _ in range(3))
+            grad = torch.randn(BATCH, n_head, BLOCK, hs, generator=gen)
+            t0 = time.perf_counter()
+            y = fn(q, kk, v)
+            t1 = time.perf_counter()
+            y.backward(grad)
+            if r >= 2:
+                times[k].append((t1 - t0, time.perf_counter() - t1))
+    return {k: (statistics.median(f for f, _ in v) * 1e3, statistics.median(b for _, b in v) * 1e3)
+            for k, v in times.items()}
+
+
 def optimizer_steps(rounds: int) -> dict[str, float]:
     """Median ms of one AdamW step over the GPT's parameters, per implementation, interleaved."""
     params = [p for p in build_model(ModelConfig(arch="gpt", **GPT_SHAPE)).parameters()]
@@ -139,8 +231,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds, one step per model each")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, from {DEFAULT_MODELS},hf-gpt2-eager")
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help=f"comma-separated, from {DEFAULT_MODELS},hf-gpt2-eager,gpt-compile")
     parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--profile-steps", type=int, default=2, help="profiled steps per GPT (0: no profile)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,6 +266,10 @@ def main() -> None:
             dt = train_step(runs[name], r)
             if r >= args.warmup:
                 times[name].append(dt)
+    gpts = [n for n in names if "gpt" in n and n != "gpt-compile"]  # inductor's kernels go by other names
+    splits = {n: kernel_split(runs[n], args.profile_steps) for n in gpts} if args.profile_steps else {}
+    peak = square_matmul_gflops() if splits else 0.0
+    attn_ms = attention_kernels(args.rounds + 4) if splits else {}
     opt_ms = optimizer_steps(args.rounds + 4)
     load_end = os.getloadavg()[0]
 
@@ -195,7 +293,7 @@ def main() -> None:
               f"{m['peak_mib']:>7.0f}Mi {m['peak_mib'] - m['before_mib']:>7.0f}Mi")
     print(f"(median of {args.rounds} interleaved steps after {args.warmup} warm-up rounds; peak RSS of a fresh "
           f"process after {args.memory_steps} steps; training = peak minus peak after imports)")
-    for ours in ("gpt", "gpt-nobias"):
+    for ours in ("gpt", "gpt-nobias", "gpt-compile"):
         for ref in ("hf-gpt2-sdpa", "hf-gpt2-eager"):
             if ours in speed and ref in speed:
                 # Steps of one round ran seconds apart, so their ratio cancels most of the drift
@@ -203,6 +301,25 @@ def main() -> None:
                 paired = statistics.median(b / a for a, b in zip(times[ours], times[ref]))
                 print(f"speed {ours} / {ref}: {speed[ours] / speed[ref]:.2f}x (ratio of medians), "
                       f"{paired:.2f}x (median of per-round ratios)")
+    if splits:
+        print(f"\nwhere a step goes (self op time, {args.profile_steps} profiled steps each; a 2048^3 matmul alone: "
+              f"{peak:.0f} GFLOP/s):")
+        for name, sp in splits.items():
+            total = sum(sp.values())
+            model, _, _, batch_size = runs[name]
+            gflops = matmul_flops_per_step(model, batch_size) / sp["matmul"] / 1e9
+            print(f"  {name:<14} " + ", ".join(f"{k} {v * 1e3:.0f}ms ({v / total:.0%})" for k, v in sp.items())
+                  + f"; matmuls at {gflops:.0f} GFLOP/s")
+        for ours in ("gpt", "gpt-nobias"):
+            if ours in splits and "hf-gpt2-sdpa" in speed:
+                sp = splits[ours]
+                floor = statistics.median(times[ours]) * (sp["matmul"] + sp["attention"]) / sum(sp.values())
+                print(f"ceiling {ours} / hf-gpt2-sdpa with zero time outside matmul and attention: "
+                      f"{statistics.median(times['hf-gpt2-sdpa']) / floor:.2f}x")
+    if attn_ms:
+        print(f"causal attention alone, {BATCH} x {GPT_SHAPE['n_head']} heads x {BLOCK} x "
+              f"{GPT_SHAPE['n_embd'] // GPT_SHAPE['n_head']} (median ms forward + backward): "
+              + ", ".join(f"{k} {f:.1f} + {b:.1f}" for k, (f, b) in attn_ms.items()))
     print("AdamW step over the GPT's parameters (median ms): "
           + ", ".join(f"{k} {v:.1f}" for k, v in opt_ms.items())
           + f"; for-loop / fused {opt_ms['for-loop'] / opt_ms['fused']:.1f}x")
