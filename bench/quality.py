@@ -62,27 +62,28 @@ def main() -> None:
     stats = json.loads((data / "stats.json").read_text())
     rows = []
     baseline = None
+
+    def train(arch: str, run: Path, seconds: float, *extra: str) -> dict:
+        return json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time", str(seconds),
+                                    "--max-steps", "1000000", "--eval-interval", "100", "--seed", str(args.seed),
+                                    *extra, "-o", str(run), "--force", "--json", "--no-progress"]))
+
     for arch in args.archs.split(","):
         run = ROOT / args.runs / arch
         rate = args.steps_per_s
         if not rate:
             # A short run of the same recipe measures this machine's pace for this model, so the
             # learning rate reaches the end of its cosine when the budget does (evals included).
-            probe = json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time",
-                                         str(args.probe_seconds), "--max-steps", "1000000", "--eval-interval", "100",
-                                         "--seed", str(args.seed), "-o", str(run), "--force", "--json",
-                                         "--no-progress"]))
+            probe = train(arch, run, args.probe_seconds)
             rate = probe["steps"] / probe["seconds"]
             print(f"{arch}: {rate:.3f} steps/s in a {probe['seconds']:.0f} s probe", file=sys.stderr, flush=True)
+        decay_steps = max(1, int(args.minutes * 60 * rate))
         t0 = time.time()
-        summ = json.loads(sh(exe + ["train", str(data), "--arch", arch, *RECIPES[arch], "--max-time",
-                                    str(args.minutes * 60), "--max-steps", "1000000", "--eval-interval", "100",
-                                    "--seed", str(args.seed), "--set", f"lr_decay_steps={max(1, int(args.minutes * 60 * rate))}",
-                                    "-o", str(run), "--force", "--json", "--no-progress"]))
+        summ = train(arch, run, args.minutes * 60, "--set", f"lr_decay_steps={decay_steps}")
         ev = json.loads(sh(exe + ["evaluate", str(run / "best.pt"), str(data), "--split", "test", "--json",
                                   "--no-progress"] + ([] if baseline is None else ["--baseline-order", "0"])))
         baseline = baseline or ev["baseline"]
-        rows.append({"arch": arch, "steps": summ["steps"], "decay_steps": max(1, int(args.minutes * 60 * rate)),
+        rows.append({"arch": arch, "steps": summ["steps"], "decay_steps": decay_steps,
                      "minutes": round((time.time() - t0) / 60, 1),
                      "tokens_per_s": summ["tokens_per_s"], "bits_per_note": ev["bits_per_note"],
                      "bits_per_token": ev["bits_per_token"], "accuracy": ev["accuracy"]})

@@ -36,14 +36,19 @@ ARGS = ["--arch", "gpt", "--size", "tiny", "--batch-size", "4", "--eval-interval
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
+def torchrun_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """``torchrun ... -m melodylm train ARGS`` with 2 CPU processes, and its environment."""
     launcher = [shutil.which("torchrun")] if shutil.which("torchrun") else [sys.executable, "-m",
                                                                               "torch.distributed.run"]
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     # --standalone: a private rendezvous on a free port, so parallel test runs do not collide
-    cmd = [*launcher, "--standalone", "--nproc_per_node", "2", "-m", "melodylm", "train", *args]
+    return [*launcher, "--standalone", "--nproc_per_node", "2", "-m", "melodylm", "train", *args], env
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd, env = torchrun_command(*args)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -121,13 +126,7 @@ def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
 def test_ddp_ctrl_c_stops_every_rank_at_one_step_and_resumes_exactly(tiny_dataset, tmp_path):
     """Ctrl-C in a terminal signals the whole foreground group: torchrun and both ranks."""
     out, total = tmp_path / "ddp", 400
-    launcher = [shutil.which("torchrun")] if shutil.which("torchrun") else [sys.executable, "-m",
-                                                                              "torch.distributed.run"]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [*launcher, "--standalone", "--nproc_per_node", "2", "-m", "melodylm", "train", str(tiny_dataset),
-           "-o", str(out), "--max-steps", str(total), *ARGS]
+    cmd, env = torchrun_command(str(tiny_dataset), "-o", str(out), "--max-steps", str(total), *ARGS)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     t0 = time.time()

@@ -376,7 +376,6 @@ def test_a_crash_or_hang_loses_only_that_file(small_fuzz, corpus_slice, tmp_path
     assert elapsed < 120
 
 
-
 def test_one_core_still_guards_the_run_against_a_crashing_reader(corpus_slice, tmp_path, monkeypatch):
     # the default --workers 0 on a one-core machine: one worker process, not this process
     src = tmp_path / "in"
@@ -391,6 +390,7 @@ def test_one_core_still_guards_the_run_against_a_crashing_reader(corpus_slice, t
     assert rows["zz_crash.mid"]["reason"] == "the MIDI reader crashed on this file"
     assert sum(r["status"] == "ok" for r in rows.values()) == 3
     assert summary["files"] == 4
+
 
 # --- interrupted runs ------------------------------------------------------------------------------------
 SLOW_TOKENIZE = """
