@@ -1,0 +1,40 @@
+"""Golden values: a seeded `melodylm sample` from the shipped model writes these exact MIDI bytes.
+
+Recorded before the package was reorganised; a refactor must leave them unchanged. A deliberate change to
+what a sample file holds (for example a new meta event) updates the hashes in the same commit, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from melodylm.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "checkpoints" / "pretrained" / "model.pt"
+PROMPT = REPO / "corpora" / "oneills1850" / "0001-0050_0001.mid"
+
+GOLDEN = {
+    "from_nothing": {"sample_000.mid": "93ff54c00f7a7d7c", "sample_001.mid": "9648576d8f716ff7"},
+    "from_prompt": {"sample_000.mid": "8642e854e2d8bf2b", "sample_001.mid": "395f1f7178e0d7cc"},
+}
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in sorted(folder.glob("*.mid"))}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_seeded_sample_bytes_are_golden(case, tmp_path, capsys, torch_one_thread) -> None:
+    if not SHIPPED.is_file():
+        pytest.skip("shipped model missing")
+    args = ["sample", "--checkpoint", str(SHIPPED), "--n", "2", "--seed", "7", "--max-bars", "4",
+            "--device", "cpu", "-o", str(tmp_path / case)]
+    if case == "from_prompt":
+        args += ["--prompt", str(PROMPT), "--prompt-bars", "2"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert _hashes(tmp_path / case) == GOLDEN[case]
