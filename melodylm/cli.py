@@ -289,7 +289,7 @@ def _cmd_sample(args) -> int:
     import time
 
     from melodylm.generate import find_default_checkpoint, generate, signature, validate_options, write_samples
-    from melodylm.train import pick_device
+    from melodylm.device import pick_device
 
     validate_options(args.n, args.temperature, args.top_k, args.top_p, args.max_tokens, args.max_notes,
                      args.max_bars, args.prompt_bars, args.prompt_notes)

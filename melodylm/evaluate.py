@@ -107,7 +107,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path | None = None, split: 
     """Score a checkpoint on a dataset split; returns the metrics and the n-gram baseline's."""
     from tqdm import tqdm
 
-    from melodylm.train import pick_device
+    from melodylm.device import pick_device
 
     dev = pick_device(device)
     model, tok, ckpt = load_model(checkpoint, dev)

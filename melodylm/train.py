@@ -28,6 +28,7 @@ import torch
 
 from melodylm.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from melodylm.dataset import DEFAULT_DATA_DIR, Dataset
+from melodylm.device import autocast_ctx, pick_device, pick_precision
 from melodylm.errors import TrainingError, UserError
 from melodylm.models import MODELS, ModelConfig, build_model, size_preset
 
@@ -134,42 +135,6 @@ def parse_set(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[k.strip()] = v
     return out
-
-
-# --- devices and precision ---------------------------------------------------------------------
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch (use --device cpu)")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps: MPS is not available here (use --device cpu)")
-    return dev
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"  # CPU autocast is slower than fp32 for these model sizes
-    if name == "fp16" and device.type == "cpu":
-        raise UserError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
-    return name
-
-
-def autocast_ctx(device: torch.device, precision: str):
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --- data ------------------------------------------------------------------------------------------
