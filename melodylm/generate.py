@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from melodylm.errors import UserError
+from melodylm.midi import bar_start  # noqa: F401  (re-exported: prompts are cut at bar lines)
 
 # Token types that only complete the token before them: a sequence never starts with one.
 _COMPLETING = {"Duration", "Velocity", "NoteOff", "DrumOff"}
@@ -691,40 +692,6 @@ class Prompt:
     dropped_pitches: list[int] = field(default_factory=list)  # outside the tokenizer's range
 
 
-def _bar_lines(score):
-    """Bar starts in ticks, one after another, following the score's time signatures (4/4 before the first)."""
-    tpq = int(score.ticks_per_quarter)
-    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
-                  if ts.numerator > 0 and ts.denominator > 0)
-    if not sigs or sigs[0][0] > 0:
-        sigs.insert(0, (0, 4, 4))
-    tick, i = 0, 0
-    while True:
-        yield tick
-        while i + 1 < len(sigs) and sigs[i + 1][0] <= tick:
-            i += 1
-        _, num, den = sigs[i]
-        tick += max(1, num * tpq * 4 // den)
-
-
-def bar_start(score, bar: int) -> int:
-    """Tick where bar ``bar`` (0-based) starts."""
-    for b, tick in enumerate(_bar_lines(score)):
-        if b == bar:
-            return tick
-    raise AssertionError  # unreachable: the bar lines never end
-
-
-def bar_start_before(score, tick: int) -> int:
-    """Start of the bar that holds ``tick``."""
-    start = 0
-    for line in _bar_lines(score):
-        if line > tick:
-            return start
-        start = line
-    raise AssertionError
-
-
 def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | None = None,
                 notes: int | None = None) -> Prompt:
     """Read a MIDI prompt: melody selection as in training, an optional cut, the tokenizer's pitch range.
@@ -733,7 +700,7 @@ def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | N
     ``notes``: keep the first ``notes`` notes. Raises :class:`UserError` for a file that cannot
     be read or leaves no note.
     """
-    from melodylm.midi import load_melody, make_track, note_array
+    from melodylm.midi import load_melody, make_track, note_array, time_signature_at
 
     mel = load_melody(path, melody)
     if mel.status != "ok":
@@ -765,7 +732,7 @@ def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | N
     if n_notes == 0:
         raise UserError(f"--prompt {path}: no notes left after tokenization")
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    ts = next(((int(t.numerator), int(t.denominator)) for t in score.time_signatures), (4, 4))
+    ts = time_signature_at(score, 0)
     beats = float((arr[:, 0] + arr[:, 1]).max()) / tpq
     return Prompt(str(path), out, base_ids, n_notes, beats, tempo, ts, cut, dropped)
 
@@ -791,12 +758,10 @@ class Sample:
 
 
 def _note_rows(score) -> list[tuple[int, int, int]]:
-    from melodylm.midi import note_array
+    """A score's notes as sorted (time, duration, pitch) tuples, to count them as a multiset."""
+    from melodylm.midi import score_notes
 
-    rows: list[tuple[int, int, int]] = []
-    for tr in score.tracks:
-        rows.extend(tuple(int(x) for x in r) for r in note_array(tr).tolist())
-    return sorted(rows)
+    return sorted(tuple(r) for r in score_notes(score).tolist())
 
 
 def _finish_score(tokenizer, base_ids, tempo: float, ts: tuple[int, int]):
@@ -811,7 +776,7 @@ def _finish_score(tokenizer, base_ids, tempo: float, ts: tuple[int, int]):
 def build_sample(tokenizer, grammar: Grammar, sampled: Sampled, prompt: Prompt | None,
                  keep_prompt: bool = True) -> Sample:
     """Decode one sequence: the MIDI score, its note counts, errors and where the continuation starts."""
-    from melodylm.midi import make_track
+    from melodylm.midi import bar_start_before, crop_from
 
     new_base = tokenizer.decode_ids(sampled.ids)
     p_base = prompt.base_ids if prompt is not None else np.zeros(0, dtype=np.int64)
@@ -838,19 +803,7 @@ def build_sample(tokenizer, grammar: Grammar, sampled: Sampled, prompt: Prompt |
         if not keep_prompt:
             first = min((t for t, _, _ in new), default=start_tick)
             shift = bar_start_before(score, min(start_tick, first))
-            arr = np.array([(t - shift, d, p) for t, d, p in new], dtype=np.int64).reshape(-1, 3)
-            name, program = (score.tracks[0].name, score.tracks[0].program) if len(score.tracks) else ("", 0)
-            out = score.copy()
-            out.tracks.clear()
-            out.tracks.append(make_track(arr, name=name or "melody", program=program))
-            sigs = [s for s in score.time_signatures if s.time <= shift] or list(score.time_signatures)[:1]
-            later = [s for s in score.time_signatures if s.time > shift]
-            out.time_signatures.clear()
-            for s in ([sigs[-1]] if sigs else []) + later:
-                s2 = s.copy()
-                s2.time = max(0, int(s.time) - shift)
-                out.time_signatures.append(s2)
-            score = out
+            score, _ = crop_from(score, np.array(new, dtype=np.int64).reshape(-1, 3), min(start_tick, first))
             start_tick -= shift
             full = new_base
     n_notes = sum(len(tr.notes) for tr in score.tracks)

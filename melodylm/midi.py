@@ -290,3 +290,106 @@ def transpose(score, semitones: int, pitch_range: tuple[int, int]):
         dropped += int((~keep).sum())
         out.tracks[i] = make_track(notes[keep], name=tr.name, program=tr.program)
     return out, dropped
+
+
+# ---------------------------------------------------------------------------- notes, bars, crops
+# One copy of each score helper: the sampler, the scorer and the plots all read scores this way.
+
+def score_notes(score) -> np.ndarray:
+    """Notes of all tracks of a score as an (N, 3) int64 array of (time, duration, pitch) in ticks.
+
+    Sorted by onset, then pitch. An empty score gives a (0, 3) array.
+    """
+    parts = [note_array(t) for t in score.tracks]
+    notes = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+    return notes[np.lexsort((notes[:, 2], notes[:, 0]))] if len(notes) else notes.reshape(0, 3)
+
+
+def notes_in_beats(notes: np.ndarray, tpq: int) -> np.ndarray:
+    """A float copy of a (time, duration, pitch) tick array with time and duration in quarter notes."""
+    out = notes.astype(float)
+    out[:, :2] /= tpq
+    return out
+
+
+def _time_signatures(score) -> list[tuple[int, int, int]]:
+    """Valid (tick, numerator, denominator) of a score, sorted, with MIDI's 4/4 before the first."""
+    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
+                  if ts.numerator > 0 and ts.denominator > 0)
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))
+    return sigs
+
+
+def time_signature_at(score, tick: int = 0) -> tuple[int, int]:
+    """(numerator, denominator) in force at ``tick``: the score's first valid one if none starts by then, else 4/4."""
+    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
+                  if ts.numerator > 0 and ts.denominator > 0)
+    active = [s for s in sigs if s[0] <= tick] or sigs[:1]
+    return (active[-1][1], active[-1][2]) if active else (4, 4)
+
+
+def beats_per_bar(numerator: int, denominator: int) -> float:
+    """Quarter notes in one bar of a time signature (6/8 -> 3.0)."""
+    return numerator * 4 / denominator
+
+
+def bar_lines(score):
+    """Bar starts in ticks, one after another without end, following the score's time signatures.
+
+    4/4 holds before the first time signature; a time signature that falls inside a bar takes
+    effect at the next bar line.
+    """
+    tpq = int(score.ticks_per_quarter)
+    sigs = _time_signatures(score)
+    tick, i = 0, 0
+    while True:
+        yield tick
+        while i + 1 < len(sigs) and sigs[i + 1][0] <= tick:
+            i += 1
+        _, num, den = sigs[i]
+        tick += max(1, num * tpq * 4 // den)
+
+
+def bar_start(score, bar: int) -> int:
+    """Tick where bar ``bar`` (0-based) starts."""
+    for b, tick in enumerate(bar_lines(score)):
+        if b == bar:
+            return tick
+    raise AssertionError  # unreachable: the bar lines never end
+
+
+def bar_start_before(score, tick: int) -> int:
+    """Start of the bar that holds ``tick``."""
+    start = 0
+    for line in bar_lines(score):
+        if line > tick:
+            return start
+        start = line
+    raise AssertionError  # unreachable: the bar lines never end
+
+
+def crop_from(score, notes: np.ndarray, tick: int):
+    """A copy of ``score`` holding only ``notes``, moved so the bar holding ``tick`` starts at 0.
+
+    ``notes`` is a (time, duration, pitch) tick array of the score's notes (usually those from
+    ``tick`` on). Keeping the bar position makes the crop read like the same bars of the full
+    score; the time signature in force at the bar start moves to 0 and later ones move with the
+    notes. The crop has one track, named and programmed like the score's first track. Returns
+    (the cropped score, the moved notes).
+    """
+    shift = bar_start_before(score, int(tick))
+    moved = np.asarray(notes, dtype=np.int64).reshape(-1, 3).copy()
+    moved[:, 0] -= shift
+    name, program = (score.tracks[0].name, score.tracks[0].program) if len(score.tracks) else ("", 0)
+    out = score.copy()
+    out.tracks.clear()
+    out.tracks.append(make_track(moved, name=name or "melody", program=program))
+    sigs = list(score.time_signatures)
+    active = [s for s in sigs if s.time <= shift][-1:]
+    out.time_signatures.clear()
+    for s in active + [s for s in sigs if s.time > shift]:
+        moved_sig = s.copy()
+        moved_sig.time = max(0, int(s.time) - shift)
+        out.time_signatures.append(moved_sig)
+    return out, moved

@@ -249,3 +249,59 @@ def test_manifest_records_chosen_and_dropped_tracks(tmp_path):
     assert rows["piano.mid"]["melody"]["dropped_notes"] == 2
     assert rows["piano.mid"]["n_notes"] == 3
     assert (rows["kit.mid"]["status"], rows["kit.mid"]["reason"]) == ("skipped", "drums only")
+
+
+def _score_with_signatures(sigs: list[tuple[int, int, int]], tpq: int = TPQ):
+    import symusic
+
+    score = symusic.Score(tpq)
+    for t, num, den in sigs:
+        score.time_signatures.append(symusic.TimeSignature(t, num, den))
+    return score
+
+
+def test_bar_lines_follow_time_signatures_at_bar_lines():
+    from itertools import islice
+
+    from melodylm.midi import bar_lines, bar_start, bar_start_before
+
+    # two bars of 3/4 then 6/8 (3 quarter notes a bar too) then 2/4; 4/4 when there is none
+    score = _score_with_signatures([(0, 3, 4), (2 * 3 * TPQ, 2, 4)])
+    assert list(islice(bar_lines(score), 5)) == [0, 1440, 2880, 3840, 4800]
+    assert bar_start(score, 3) == 3840 and bar_start_before(score, 3839) == 2880
+    assert bar_start_before(score, 3840) == 3840 and bar_start_before(score, 0) == 0
+    assert list(islice(bar_lines(_score_with_signatures([])), 3)) == [0, 4 * TPQ, 8 * TPQ]
+    # a signature inside a bar waits for the next bar line; an invalid one is ignored
+    odd = _score_with_signatures([(0, 4, 4), (TPQ, 3, 4), (0, 0, 4)])
+    assert list(islice(bar_lines(odd), 3)) == [0, 4 * TPQ, 7 * TPQ]
+
+
+def test_time_signature_and_beats_per_bar():
+    from melodylm.midi import beats_per_bar, time_signature_at
+
+    score = _score_with_signatures([(0, 6, 8), (4 * TPQ, 2, 4)])
+    assert time_signature_at(score) == (6, 8) and time_signature_at(score, 4 * TPQ) == (2, 4)
+    assert time_signature_at(_score_with_signatures([(TPQ, 3, 4)]), 0) == (3, 4)  # first one if none yet
+    assert time_signature_at(_score_with_signatures([])) == (4, 4)
+    assert beats_per_bar(6, 8) == 3.0 and beats_per_bar(4, 4) == 4.0
+
+
+def test_score_notes_and_crop_from(tmp_path):
+    import symusic
+
+    from melodylm.midi import crop_from, notes_in_beats, score_notes
+
+    f = write_midi(tmp_path / "two.mid", [Part([(0, 1, 60), (5, 1, 64)], name="Tune", program=40),
+                                          Part([(0, 1, 48), (6, 2, 50)], name="Bass")], time_signature=(3, 4))
+    score = symusic.Score(str(f))
+    notes = score_notes(score)
+    assert notes.tolist() == [[0, TPQ, 48], [0, TPQ, 60], [5 * TPQ, TPQ, 64], [6 * TPQ, 2 * TPQ, 50]]
+    assert notes_in_beats(notes, TPQ)[3].tolist() == [6.0, 2.0, 50.0]
+    assert score_notes(symusic.Score(TPQ)).shape == (0, 3)
+    # from beat 5 on: the crop starts at the bar line before it (beat 3), keeping bar positions
+    out, moved = crop_from(score, notes[notes[:, 0] >= 5 * TPQ], 5 * TPQ)
+    assert moved.tolist() == [[2 * TPQ, TPQ, 64], [3 * TPQ, 2 * TPQ, 50]]
+    assert len(out.tracks) == 1 and out.tracks[0].name == "Tune" and out.tracks[0].program == 40
+    assert score_notes(out).tolist() == moved.tolist()
+    assert [(s.time, s.numerator, s.denominator) for s in out.time_signatures] == [(0, 3, 4)]
+    assert score_notes(score).tolist() == notes.tolist()  # the input is untouched
