@@ -286,3 +286,51 @@ def test_package_exports_are_lazy_and_torch_free():
             "import melodylm.metrics.bleu as b; assert corpus_bleu is b.corpus_bleu; "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- numpy inputs, as a user of the nltk drop-ins would pass them -----------------------------
+
+def test_3d_numpy_references_score_each_hypothesis_against_its_own():
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(0)
+    hyps = rng.integers(0, 5, (4, 12))
+    refs = hyps[:, None, :].copy()  # each hypothesis identical to its single reference
+    assert nltk_bleu.corpus_bleu(refs, hyps.tolist()) == 1.0
+    _assert_same(nltk_bleu.corpus_bleu(refs, hyps.tolist()), bleu.corpus_bleu(refs, hyps.tolist()))
+    for method in range(8):
+        sf = getattr(SMOOTH, f"method{method}")
+        other = rng.integers(0, 4, (6, 3, 15))
+        h = rng.integers(0, 4, (6, 15)).tolist()
+        _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu(other, h, CUSTOM, sf)),
+                     _outcome(lambda: bleu.corpus_bleu(other, h, CUSTOM, sf)))
+
+
+@pytest.mark.parametrize("method", range(8))
+def test_2d_numpy_hypotheses_score_like_nltk(method, knobs):
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(method)
+    sf = getattr(SMOOTH, f"method{method}")
+    refs = rng.integers(0, 4, (5, 20))
+    hyps = rng.integers(0, 4, (3, 12))
+    for lor in ([refs] * 3, np.stack([refs] * 3)):
+        for w in (WEIGHTS["bleu4"], WEIGHTS["list"]):
+            _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu(lor, hyps, w, sf)),
+                         _outcome(lambda: bleu.corpus_bleu(lor, hyps, w, sf)))
+    ref_obj = bleu.BleuReference(refs, max_n=4)
+    _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs] * 3, hyps, CUSTOM, sf)),
+                 _outcome(lambda: ref_obj.corpus_bleu(hyps, CUSTOM, sf)))
+    _assert_same(_outcome(lambda: nltk_bleu.sentence_bleu(refs, hyps[0], CUSTOM, sf)),
+                 _outcome(lambda: bleu.sentence_bleu(refs, hyps[0], CUSTOM, sf)))
+
+
+@pytest.mark.parametrize("weights", [[(0.25,) * 4], [CUSTOM], ((0.5, 0.5),), [(0.5, 0.5), (1,)]])
+def test_weight_lists_return_what_nltk_returns(weights):
+    refs = [[1, 2, 3, 4, 1, 2]]
+    for hyp in ([1, 2, 3, 4], [5, 6], [1, 2, 5, 6, 3, 4]):
+        expected = _outcome(lambda: nltk_bleu.sentence_bleu(refs, hyp, weights))
+        _assert_same(expected, _outcome(lambda: bleu.sentence_bleu(refs, hyp, weights)))
+        _assert_same(expected, _outcome(lambda: bleu.BleuReference(refs).sentence_bleu(hyp, weights)))
+        _assert_same(_outcome(lambda: nltk_bleu.corpus_bleu([refs, refs], [hyp, hyp], weights)),
+                     _outcome(lambda: bleu.corpus_bleu([refs, refs], [hyp, hyp], weights)))
+    assert bleu.sentence_bleu([[1, 2, 3, 4]], [1, 2, 3, 4], [(0.25,) * 4]) == 1.0
+    assert type(bleu.sentence_bleu(refs, [5, 6], [(0.25,) * 4])) is int

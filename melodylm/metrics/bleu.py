@@ -150,12 +150,17 @@ def _synthetic_reference(clipped: dict[tuple, int]) -> list[list[Any]]:
 
 
 def _weights_list(weights: Weights) -> tuple[list, bool]:
-    """nltk's test for "one tuple or a list of tuples": returns (list of tuples, single?)."""
+    """nltk's test for "one tuple or a list of tuples": returns (list of tuples, single?).
+
+    ``single`` is nltk's ``len(weights) == 1``: a list holding one tuple gives a plain score
+    (``1.0``, or the int ``0``), not a one-element list.
+    """
     try:
         weights[0][0]  # type: ignore[index]
     except (TypeError, IndexError):
         return [weights], True
-    return list(weights), False  # type: ignore[arg-type]
+    weights_list = list(weights)  # type: ignore[arg-type]
+    return weights_list, len(weights_list) == 1
 
 
 def _score(
@@ -540,7 +545,7 @@ class BleuReference:
         dens = [sum(max(1, n_tok - n + 1) for n_tok in hyp_lens) for n in range(1, n_orders + 1)]
         nums = counts.num[:, :n_orders].sum(axis=0).tolist()
         refs, hyp = (self._smoothing_args(smoothing_function, counts, len(hypotheses) - 1)
-                     if hypotheses else (None, None))
+                     if len(hypotheses) else (None, None))
         return _score(nums, dens, sum(hyp_lens), int(counts.ref_len.sum()), weights_list, single,
                       smoothing_function, auto_reweigh, refs, hyp)
 
@@ -635,8 +640,12 @@ def corpus_bleu(
     need = max(n_orders, 5) if _is_nltk_method(smoothing_function, "method5", "method7") else n_orders
 
     # Group hypotheses by the identity of their reference list: each list is counted once.
+    # The list below keeps every reference list alive while we group: iterating a numpy array
+    # makes a new view per row, and a freed view's id() is reused by the next one, which
+    # would merge the references of different hypotheses.
+    all_refs = list(list_of_references)
     groups: dict[int, list[int]] = {}
-    for i, refs in enumerate(list_of_references):
+    for i, refs in enumerate(all_refs):
         if len(refs) == 0:
             raise ValueError(f"hypothesis {i} has no reference")
         groups.setdefault(id(refs), []).append(i)
@@ -645,7 +654,7 @@ def corpus_bleu(
     ref_total = 0
     last_counts: tuple[_HypCounts, int, Any] | None = None
     for members in groups.values():
-        refs = list_of_references[members[0]]
+        refs = all_refs[members[0]]
         hyps = [hypotheses[i] for i in members]
         work = len(hyps) * sum(map(len, refs))
         counter: BleuReference | _SmallGroup
@@ -654,7 +663,7 @@ def corpus_bleu(
         counts = counter.counts(hyps, need)
         nums += counts.num[:, :n_orders].sum(axis=0)
         ref_total += int(counts.ref_len.sum())
-        if hypotheses and members[-1] == len(hypotheses) - 1:
+        if members[-1] == len(hypotheses) - 1:
             last_counts = (counts, len(members) - 1, refs)
 
     hyp_lens = [len(h) for h in hypotheses]
