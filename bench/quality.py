@@ -18,24 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import EXE, ROOT, quality_corpus, sh  # noqa: E402
+
 # Per-architecture settings: the `small` presets, learning rates that work for each.
 RECIPES = {
     "gpt": ["--size", "small", "--lr", "2e-3", "--batch-size", "16"],
     "lstm": ["--size", "small", "--lr", "3e-3", "--batch-size", "16"],
     "bilstm": ["--size", "small", "--lr", "3e-3", "--batch-size", "32"],
 }
-
-
-def sh(args: list[str]) -> str:
-    print("$", " ".join(args), file=sys.stderr, flush=True)
-    out = subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
-    return out.strip().splitlines()[-1] if out.strip() else ""
 
 
 def main() -> None:
@@ -50,15 +46,8 @@ def main() -> None:
                          "steps (default: measured per model by a short probe run)")
     ap.add_argument("--probe-seconds", type=float, default=45.0)
     args = ap.parse_args()
-    exe = [sys.executable, "-m", "melodylm"]
-    data = ROOT / args.data
-    if not (data / "COMPLETE").exists():
-        essen = ROOT / "data" / "essen"
-        if not (essen / "MANIFEST.tsv").exists():
-            from melodylm.corpus import music21_corpus_path
-
-            sh(exe + ["corpus", "import", str(music21_corpus_path("essenFolksong")), "-o", str(essen), "--no-progress"])
-        sh(exe + ["tokenize", "corpora/oneills1850", str(essen), "-o", str(data), "--no-progress", "--force"])
+    exe = EXE
+    data = quality_corpus(args.data)
     stats = json.loads((data / "stats.json").read_text())
     rows = []
     baseline = None

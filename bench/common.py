@@ -1,0 +1,40 @@
+"""What the quality benchmarks share: the O'Neill + Essen corpus and running melodylm's command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = [sys.executable, "-m", "melodylm"]
+
+
+def sh(args: list[str]) -> str:
+    """Run a command from the repository root, echo it to stderr, return its last stdout line."""
+    print("$", " ".join(args), file=sys.stderr, flush=True)
+    out = subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def sh_json(args: list[str]) -> dict:
+    """Run a melodylm command that ends with ``--json`` and parse its summary line."""
+    return json.loads(sh(args))
+
+
+def quality_corpus(data: str | Path = "data/quality") -> Path:
+    """O'Neill's tunes (embedded) + the Essen collection (imported from music21's corpus), default tokens.
+
+    Built once under ``data/`` (the Essen import takes about 20 minutes on 2 cores); later calls reuse it.
+    """
+    data = ROOT / data
+    if not (data / "COMPLETE").exists():
+        essen = ROOT / "data" / "essen"
+        if not (essen / "MANIFEST.tsv").exists():
+            from melodylm.corpus import music21_corpus_path
+
+            sh(EXE + ["corpus", "import", str(music21_corpus_path("essenFolksong")), "-o", str(essen),
+                      "--no-progress"])
+        sh(EXE + ["tokenize", "corpora/oneills1850", str(essen), "-o", str(data), "--no-progress", "--force"])
+    return data
