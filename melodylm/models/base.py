@@ -17,8 +17,9 @@ Two ways in:
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +44,7 @@ class ModelConfig:
     pad_id: int = 0  # bilstm only: fills windows that start before the first token
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -50,6 +52,36 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id ({self.pad_id}) must be a token id below vocab_size ({self.vocab_size})")
+        from . import MODELS  # the registry imports this module, so look it up at call time
+
+        if self.arch in MODELS:  # an unknown arch is build_model's error, which lists the known ones
+            MODELS[self.arch].check_config(self)
+
+
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "dict": "a table"}
+
+
+def check_types(config: Any) -> None:
+    """Raise TypeError naming the first dataclass field whose value does not match its annotation.
+
+    Values come from TOML, JSON and ``--set key=value`` (parsed as JSON), so a typo such as
+    ``n_layer=three`` arrives as a string. An integer is accepted for a float field and turned
+    into a float; a bool is never accepted as a number (``True < 2`` would pass a range check).
+    """
+    for f in fields(config):
+        kind = str(f.type).split("|")[0].strip()
+        if kind not in _KINDS:
+            continue
+        v = getattr(config, f.name)
+        ok = {"int": isinstance(v, int) and not isinstance(v, bool),
+              "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": isinstance(v, bool), "str": isinstance(v, str), "dict": isinstance(v, dict)}[kind]
+        if not ok:
+            raise TypeError(f"{f.name} must be {_KINDS[kind]}, got {v!r}")
+        if kind == "float":
+            if not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v!r}")
+            object.__setattr__(config, f.name, float(v))
 
 
 def size_preset(arch: str, size: str) -> dict[str, Any]:
@@ -88,6 +120,10 @@ class MelodyModel(nn.Module, ABC):
     max_context: int | None
     lm_head: nn.Linear
     sizes: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Raise ValueError naming the field when ``config`` cannot build this architecture."""
 
     @abstractmethod
     def logits(self, idx: torch.Tensor) -> torch.Tensor:

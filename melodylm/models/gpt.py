@@ -108,10 +108,15 @@ class GPT(MelodyModel):
         "base": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),
     }
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Attention heads split the width evenly."""
         if config.n_embd % config.n_head:
             raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.check_config(config)
         self.config = config
         self.max_context = config.block_size
         self.slide_keep = max(1, config.block_size - config.block_size // 4)
