@@ -9,6 +9,7 @@ auto_reweigh; each counting strategy of the fast path is forced in turn.
 from __future__ import annotations
 
 import glob
+import math
 import random
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from nltk.translate import bleu_score as nltk_bleu
 
 from melodylm.errors import UserError
 from melodylm.metrics import bleu
+from melodylm.metrics.bleu import engine, nltk_compat
 
 SMOOTH = nltk_bleu.SmoothingFunction()
 CUSTOM = (0, 1 / 12, 1 / 12, 1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 12, 1 / 12)
@@ -45,11 +47,11 @@ KNOBS = {
 @pytest.fixture(params=list(KNOBS))
 def knobs(request, monkeypatch):
     chunk, direct, dense, numpy_min, precompute = KNOBS[request.param]
-    monkeypatch.setattr(bleu, "_CHUNK_TOKENS", chunk)
-    monkeypatch.setattr(bleu, "_DIRECT_MAX", direct)
-    monkeypatch.setattr(bleu, "_DENSE_CELLS", dense)
-    monkeypatch.setattr(bleu, "_NUMPY_MIN_WORK", numpy_min)
-    monkeypatch.setattr(bleu, "_PRECOMPUTE_MAX", precompute)
+    monkeypatch.setattr(engine, "_CHUNK_TOKENS", chunk)
+    monkeypatch.setattr(engine, "_DIRECT_MAX", direct)
+    monkeypatch.setattr(engine, "_DENSE_CELLS", dense)
+    monkeypatch.setattr(nltk_compat, "_NUMPY_MIN_WORK", numpy_min)
+    monkeypatch.setattr(engine, "_PRECOMPUTE_MAX", precompute)
     return request.param
 
 
@@ -334,3 +336,77 @@ def test_weight_lists_return_what_nltk_returns(weights):
                      _outcome(lambda: bleu.corpus_bleu([refs, refs], [hyp, hyp], weights)))
     assert bleu.sentence_bleu([[1, 2, 3, 4]], [1, 2, 3, 4], [(0.25,) * 4]) == 1.0
     assert type(bleu.sentence_bleu(refs, [5, 6], [(0.25,) * 4])) is int
+
+
+# --- compute_bleu: the score from sufficient statistics ---------------------------------------
+
+def _nltk_statistics(list_of_references, hypotheses, n_orders):
+    """(matches, totals, hyp_len, ref_len) as nltk's own corpus_bleu sums them."""
+    matches, totals = [0] * n_orders, [0] * n_orders
+    for refs, hyp in zip(list_of_references, hypotheses):
+        for n in range(1, n_orders + 1):
+            p = nltk_bleu.modified_precision(refs, hyp, n)
+            matches[n - 1] += p.numerator
+            totals[n - 1] += p.denominator
+    hyp_len = sum(len(h) for h in hypotheses)
+    ref_len = sum(nltk_bleu.closest_ref_length(r, len(h)) for r, h in zip(list_of_references, hypotheses))
+    return matches, totals, hyp_len, ref_len
+
+
+_DOC_HYP = "the cat sat on the mat with the hat".split()
+_DOC_REFS = ["the cat sat on a mat with a hat".split(), "a cat was on the mat".split()]
+COMPUTE_CASES = [
+    # (name, list of references, hypotheses, weights, smoothing method, auto_reweigh)
+    ("exact", [[[1, 2, 3, 4, 5]]], [[1, 2, 3, 4, 5]], (0.25,) * 4, 0, False),
+    ("no-unigram", [[[1, 2, 3]]], [[4, 5, 6]], (0.25,) * 4, 0, False),
+    ("no-unigram-list", [[[1, 2, 3]]], [[4, 5, 6]], [(1,), (0.5, 0.5)], 3, False),
+    ("short-brevity", [[[1, 2, 3, 4, 5, 6, 7, 8]]], [[1, 2, 3, 4]], (0.5, 0.5), 0, False),
+    ("longer-hyp", [[[1, 2, 3]]], [[1, 2, 3, 1, 2, 3]], (0.5, 0.5), 0, False),
+    ("words", [_DOC_REFS], [_DOC_HYP], (0.25,) * 4, 0, False),
+    ("words-method1", [_DOC_REFS], [_DOC_HYP], (0.25,) * 4, 1, False),
+    ("words-method2", [_DOC_REFS], [_DOC_HYP], (0.25,) * 4, 2, False),
+    ("zero-4gram-method3", [[[1, 2, 3, 4, 5]]], [[1, 2, 3, 5, 4]], (0.25,) * 4, 3, False),
+    ("zero-4gram-method4", [[[1, 2, 3, 4, 5]]], [[1, 2, 3, 5, 4]], (0.25,) * 4, 4, False),
+    ("method5", [_DOC_REFS], [_DOC_HYP], (0.25,) * 4, 5, False),
+    ("method6", [_DOC_REFS], [_DOC_HYP], (0.25,) * 4, 6, False),
+    ("method7", [_DOC_REFS], [_DOC_HYP], CUSTOM, 7, False),
+    ("custom9-corpus", [[[0, 1, 2, 3, 0, 1, 2, 3, 4]], [[3, 2, 1, 0] * 3]],
+     [[0, 1, 2, 3, 0, 1, 2], [3, 2, 1, 0, 3, 2, 1, 0, 3]], CUSTOM, 0, False),
+    ("weights-list", [[[0, 1, 2, 3, 0, 1]], [[3, 2, 1]]], [[0, 1, 2, 3], [3, 2, 1, 1]],
+     [(0.5, 0.5), (0.25,) * 4, CUSTOM], 1, False),
+    ("one-tuple-in-a-list", [[[1, 2, 3, 4]]], [[1, 2, 3, 4]], [(0.25,) * 4], 0, False),
+    ("auto-reweigh", [[[1, 2, 3]]], [[1, 2, 3]], (0.25,) * 4, 0, True),
+    ("zero-weights", [[[1, 2, 3, 4, 1, 2]]], [[1, 2, 4, 3]], (1, 0, 0, 0, 0, 0), 0, False),
+]
+
+
+@pytest.mark.parametrize("name, lor, hyps, weights, method, auto_reweigh", COMPUTE_CASES,
+                         ids=[c[0] for c in COMPUTE_CASES])
+def test_compute_bleu_matches_nltk_on_a_table(name, lor, hyps, weights, method, auto_reweigh):
+    sf = getattr(SMOOTH, f"method{method}")
+    n_orders = max(len(w) for w in (weights if isinstance(weights, list) else [weights]))
+    matches, totals, hyp_len, ref_len = _nltk_statistics(lor, hyps, n_orders)
+    expected = _outcome(lambda: nltk_bleu.corpus_bleu(lor, hyps, weights, sf, auto_reweigh))
+    got = _outcome(lambda: bleu.compute_bleu(matches, totals, hyp_len, ref_len, weights, sf, auto_reweigh,
+                                             references=lor[-1], hypothesis=hyps[-1]))
+    _assert_same(expected, got)
+    # Counts of more orders than the weights use are ignored, as nltk counts no further.
+    _assert_same(got, _outcome(lambda: bleu.compute_bleu(matches + [0, 0], totals + [1, 1], hyp_len, ref_len,
+                                                         weights, sf, auto_reweigh, references=lor[-1],
+                                                         hypothesis=hyps[-1])))
+
+
+def test_compute_bleu_by_hand_and_its_errors():
+    assert bleu.compute_bleu([4, 3, 2, 1], [4, 3, 2, 1], 4, 4) == 1.0
+    # Precisions 1/2 at both orders, hypothesis half the reference length: BP = e^(1 - 2).
+    assert abs(bleu.compute_bleu([2, 1], [4, 2], 4, 8, (0.5, 0.5)) - 0.5 * math.exp(-1)) <= 1e-15
+    assert bleu.compute_bleu([0, 0], [3, 2], 3, 3, (0.5, 0.5)) == 0
+    assert type(bleu.compute_bleu([0, 0], [3, 2], 3, 3, (0.5, 0.5))) is int
+    assert bleu.compute_bleu([3, 2], [3, 2], 3, 3, [(1,), (0.5, 0.5)]) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="orders"):
+        bleu.compute_bleu([1, 1], [1, 1], 2, 2, (0.25,) * 4)
+    with pytest.raises(ValueError, match="references="):
+        bleu.compute_bleu([2, 1], [3, 2], 3, 3, (0.5, 0.5), SMOOTH.method5)
+    from melodylm.metrics import compute_bleu
+
+    assert compute_bleu is bleu.compute_bleu

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "bleu": ("BleuReference", "CUSTOM_WEIGHTS", "bleu_signature", "corpus_bleu", "parse_weights",
-             "random_like", "reference_fingerprint", "self_bleu", "sentence_bleu"),
+    "bleu": ("BleuReference", "CUSTOM_WEIGHTS", "bleu_signature", "compute_bleu", "corpus_bleu",
+             "matched_lengths", "parse_weights", "random_like", "reference_fingerprint", "self_bleu",
+             "sentence_bleu"),
     "copy": ("CopyIndex", "Match", "copy_report"),
     "music": ("METRICS", "Note", "compare_sets", "kl_divergence", "melody_metrics", "overlapping_area",
               "plot_distributions", "set_metrics", "summary_table"),
