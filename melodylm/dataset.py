@@ -30,6 +30,7 @@ import numpy as np
 from melodylm import __version__
 from melodylm.errors import DataError, UserError
 from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, MELODY_MODES, load_melody, transpose
+from melodylm.outputs import check_out_dir, publish_dir, staging_dir
 from melodylm.tokenizer import SCHEMES, SUBWORDS, MelodyTokenizer, TokenizerSettings
 
 SPLITS = ("train", "val", "test")
@@ -99,6 +100,30 @@ def find_midi_files(inputs: list[str]) -> list[str]:
         else:
             raise UserError(f"input {inp!r} does not exist")
     return sorted(dict.fromkeys(out))
+
+
+def _refuse_scores(inputs: list[str]) -> None:
+    """Point score files (ABC, MusicXML, Humdrum) to ``melodylm corpus import`` when no MIDI comes with them.
+
+    They are not read here: symusic 0.6 parses ABC, but reads only the first tune of a
+    multi-tune file (1 of the 313 tunes of music21's ``essenFolksong/altdeu10.abc``) and prints
+    its parser's warnings on stdout. ``corpus import`` splits such files tune by tune.
+    """
+    from melodylm.corpus import SUFFIXES
+
+    score_suffixes = {s for s, kind in SUFFIXES.items() if kind != "midi"}
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_file() and p.suffix.lower() in score_suffixes:
+            found = [p]
+        elif p.is_dir() and not any(f.suffix.lower() in MIDI_SUFFIXES for f in p.rglob("*") if f.is_file()):
+            found = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in score_suffixes]
+        else:
+            continue
+        if found:
+            kinds = "/".join(sorted({f.suffix.lower().lstrip(".") for f in found}))
+            raise UserError(f"{inp}: {len(found)} score file(s) ({kinds}) and no MIDI files: convert them with "
+                            f"`melodylm corpus import {inp} -o corpora/NAME`, then `melodylm tokenize corpora/NAME`")
 
 
 def split_of(key: str, seed: int, fractions: tuple[float, float, float]) -> str:
@@ -178,48 +203,23 @@ def _process(path: str) -> tuple[dict, list[tuple[int, np.ndarray, int]]]:
 
 
 # --- building a dataset ----------------------------------------------------------------------
-def _prepare_out_dir(out: Path, force: bool) -> Path:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"output folder {out} is not empty: choose another -o or pass --force to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    except OSError as e:
-        raise UserError(f"cannot write to {out.parent}: {e.strerror or e}") from None
-    return tmp
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Swap the finished folder into place; an older dataset is removed only after that."""
-    (tmp / "COMPLETE").write_text(f"melodylm {__version__}\n")
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def tokenize(cfg: TokenizeConfig, progress: bool = True) -> dict:
     """Build a token dataset from MIDI files (see module docstring). Returns the summary."""
     cfg.validate()
     inputs = cfg.inputs or [str(DEFAULT_CORPUS)]
     if not cfg.inputs and not DEFAULT_CORPUS.is_dir():
         raise UserError(f"the embedded corpus {DEFAULT_CORPUS} is missing: pass MIDI files or folders")
+    _refuse_scores(inputs)
     files = find_midi_files(inputs)
     if not files:
         raise UserError(f"no MIDI files (.mid/.midi) found in {', '.join(inputs)}")
     out = Path(cfg.out_dir)
-    tmp = _prepare_out_dir(out, cfg.force)
+    check_out_dir(out, cfg.force)
+    tmp = staging_dir(out)  # built out of sight: a failed build leaves an older dataset as it was
     try:
         summary = _build(cfg, files, tmp, progress)
-        _publish(tmp, out)
+        (tmp / "COMPLETE").write_text(f"melodylm {__version__}\n")
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -392,7 +392,23 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
     (tmp / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
     return {"files": len(records), **counts, "tokens": tokens_per_split,
             "tunes": stats["tunes"], "vocab_size": tok.vocab_size, "reasons": _reasons(records),
-            "seconds": round(time.time() - t0, 2)}
+            "warnings": empty_split_warnings(stats["tunes"], cfg.split), "seconds": round(time.time() - t0, 2)}
+
+
+def empty_split_warnings(tunes: dict[str, int], fractions: tuple[float, float, float]) -> list[str]:
+    """A warning for each split that was asked for (fraction > 0) but holds no tune.
+
+    Small collections end up there: with 12 tunes and 5% each for val and test, a split is
+    empty about half the time. Training then validates on its own data and ``evaluate`` fails.
+    """
+    empty = [name for name, frac in zip(SPLITS, fractions) if frac > 0 and not tunes.get(name)]
+    if not empty:
+        return []
+    total = sum(tunes.get(s, 0) for s in SPLITS)
+    names = " and ".join(empty)
+    return [f"the {names} split{'s' if len(empty) > 1 else ''} {'are' if len(empty) > 1 else 'is'} empty "
+            f"({total} tunes in all, --split {','.join(f'{f:g}' for f in fractions)}): give "
+            f"{'them' if len(empty) > 1 else 'it'} a larger share, e.g. --split 0.8,0.1,0.1, or add more files"]
 
 
 def _reasons(records: list[dict]) -> dict[str, int]:

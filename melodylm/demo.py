@@ -7,8 +7,6 @@ Every step is the same library function the CLI calls; nothing here is demo-only
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -16,7 +14,7 @@ import time
 from pathlib import Path
 
 from melodylm import __version__
-from melodylm.errors import UserError
+from melodylm.outputs import SampleJob, replace_dir, sample_to_folder
 
 
 def _step(n: int, total: int, text: str) -> float:
@@ -36,12 +34,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     from melodylm.plot import save_pianoroll
     from melodylm.train import TrainConfig, train
 
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise UserError(f"{out} already exists: pass --force to replace it, or -o another folder")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = replace_dir(out_dir, force)
     t_all = time.time()
     total = 6
     timings: dict[str, float] = {}
@@ -77,16 +70,9 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     prompt = out / "prompt.mid"
     shutil.copyfile(source, prompt)
     samples_dir = out / "samples"
-    from melodylm.cli import main as cli_main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = cli_main(["sample", "--checkpoint", str(ckpt), "--prompt", str(prompt), "--prompt-bars", "4",
-                       "--max-bars", "8", "--n", str(n_samples), "--seed", str(seed), "--top-p", "0.95",
-                       "-o", str(samples_dir), "--plot", "--json", "--force"])
-    if rc != 0:
-        raise UserError("sampling failed (see the message above)")
-    sample_summary = json.loads(buf.getvalue().strip().splitlines()[-1])
+    sample_summary = sample_to_folder(SampleJob(
+        checkpoint=str(ckpt), prompt=str(prompt), out_dir=str(samples_dir), n=n_samples, max_bars=8, seed=seed,
+        top_p=0.95, prompt_bars=4, plot=True, force=True))
     timings["sample"] = time.time() - t
 
     t = _step(5, total, "score: BLEU with baselines, copy detection, music metrics")

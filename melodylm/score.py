@@ -601,6 +601,23 @@ def copy_report(samples: Spec, reference: Spec, min_notes: int = 16, unit: str =
     }
 
 
+
+def bleu_and_copies(samples: Spec | None, reference: Spec, min_notes: int = 16, **bleu_options) -> dict:
+    """``melodylm bleu``: :func:`bleu_report` of the samples (default: :func:`newest_samples`) with
+    the :func:`copy_report` of the same two sets under ``"copies"`` (its per-sample rows become
+    ``copy_notes`` in ``per_sample``). Both read the melodies once.
+    """
+    check_bleu_options(bleu_options.get("weights", "custom"), bleu_options.get("smoothing", 0),
+                       bleu_options.get("unit", "token"))
+    melody = bleu_options.get("melody", "auto")
+    smp, ref = load_pair(samples or str(newest_samples()), reference, melody,
+                         need_tokens=bleu_options.get("unit", "token") == "token")
+    r = bleu_report(smp, ref, **bleu_options)
+    c = copy_report(smp, ref, min_notes=min_notes, melody=melody)
+    if "per_sample" in r:
+        r["per_sample"] = [row | {"copy_notes": cp["notes"]} for row, cp in zip(r["per_sample"], c["per_sample"])]
+    return r | {"copies": {k: v for k, v in c.items() if k != "per_sample"}}
+
 # --------------------------------------------------------------------------------------------
 # Music statistics.
 
