@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from melodylm.checkpoint import load_model
+from melodylm.checkpoint import architecture, checkpoint_path, load_model, trained_on
 from melodylm.dataset import Dataset
 from melodylm.errors import UserError
 
@@ -112,12 +112,12 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path | None = None, split: 
     dev = pick_device(device)
     model, tok, ckpt = load_model(checkpoint, dev)
     if data_dir is None:
-        data_dir = ckpt.get("train_config", {}).get("data_dir")
+        data_dir = trained_on(ckpt)
         if not data_dir:
             raise UserError("this checkpoint does not name its dataset: pass DATA_DIR")
     data = Dataset(data_dir)
     if data.tokenizer.fingerprint() != tok.fingerprint():
-        raise UserError(f"checkpoint {ckpt['path']} was trained with another tokenizer than dataset {data_dir}: "
+        raise UserError(f"checkpoint {checkpoint_path(ckpt)} was trained with another tokenizer than dataset {data_dir}: "
                         "evaluate on the dataset it was trained on (or re-tokenize with the same settings)")
     sp = data.split(split)
     if len(sp) == 0:
@@ -132,7 +132,7 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path | None = None, split: 
         n_notes += int(sp.index[i]["n_notes"])
     res = summarise(total, n_tok, n_notes, n_ok)
     res.update(split=split, tunes=len(rows), tokens=n_tok, notes=n_notes,
-               arch=ckpt["model_config"]["arch"], checkpoint=ckpt["path"], data_dir=str(data_dir))
+               arch=architecture(ckpt), checkpoint=checkpoint_path(ckpt), data_dir=str(data_dir))
     if baseline_order:
         res["baseline"] = ngram_baseline(data, split, baseline_order)
     return res

@@ -8,6 +8,12 @@ every rank draws different batches.
 Batches are random windows of ``block_size + 1`` tokens from the training split's flat token
 array (tunes separated by BOS/EOS). The window positions come from a numpy generator whose state
 is saved in ``last.pt``, together with the torch RNG, so ``--resume`` continues exactly.
+
+The module reads top to bottom: the config and its checks, batches, the learning-rate schedule,
+then :func:`train` -> :func:`prepare` (config, data, model, run folder) -> :func:`loop` (one
+:func:`train_step` after another, :func:`evaluate_and_save` every ``eval_interval`` steps) ->
+:func:`finish` (last checkpoint, summary). Every counter the loop changes lives in one
+:class:`TrainState`; the objects it works with (model, optimizer, writer, ...) in one :class:`Run`.
 """
 
 from __future__ import annotations
@@ -19,122 +25,26 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from melodylm import checkpoint as ckpts
 from melodylm.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
-from melodylm.dataset import DEFAULT_DATA_DIR, Dataset
+from melodylm.dataset import Dataset
 from melodylm.device import autocast_ctx, pick_device, pick_precision
 from melodylm.errors import TrainingError, UserError
-from melodylm.models import MODELS, ModelConfig, build_model, size_preset
+from melodylm.models import ModelConfig, build_model
+from melodylm.train_config import (RESUME_HELP, RESUME_HONOURS, TrainConfig, check_init_tokenizer,
+                                   check_resume_data, load_config_file, load_init, model_config, parse_set,
+                                   resume_config)
 
+__all__ = ["RESUME_HELP", "RESUME_HONOURS", "Batches", "TrainConfig", "TrainState", "fixed_windows",
+           "load_config_file", "lr_at", "parse_set", "summary_line", "train"]
 
-@dataclass
-class TrainConfig:
-    """Everything a training run does. Loadable from TOML/JSON; unknown keys are an error."""
-
-    data_dir: str = str(DEFAULT_DATA_DIR)
-    out_dir: str = ""  # run folder; default checkpoints/<arch>-<date>-<time>
-    arch: str = "gpt"  # lstm | bilstm | gpt
-    size: str = "small"  # tiny | small | base preset; model fields below override it
-    model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"n_layer": 4}
-    batch_size: int = 32  # sequences per micro-batch (per process)
-    grad_accum: int = 1  # micro-batches per optimizer step
-    learning_rate: float = 1e-3
-    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 100
-    lr_decay_steps: int = 0  # 0 = max_steps; set it to resume a run into a longer one exactly
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 = off
-    max_steps: int = 2000
-    max_epochs: float = 0.0  # > 0: stop after this many passes over the training tokens
-    max_time: float = 0.0  # > 0: stop after this many seconds of training
-    eval_interval: int = 200
-    eval_batches: int = 20  # fixed validation windows, the same at every evaluation
-    patience: int = 0  # > 0: stop after this many evaluations without a better val loss
-    sample_tokens: int = 256  # tokens of the piano-roll sample logged at each evaluation; 0 = off
-    log_interval: int = 10
-    seed: int = 1337
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        model_names = {f.name for f in fields(ModelConfig)} - {"arch", "vocab_size", "pad_id"}
-        out: dict[str, Any] = {"model": dict(d.get("model", {}))}
-        for k, v in d.items():
-            if k == "model":
-                continue
-            if k in names:
-                out[k] = v
-            elif k in model_names:
-                out["model"][k] = v
-            else:
-                raise UserError(f"unknown config key {k!r}; valid keys: {', '.join(sorted(names | model_names))}")
-        bad = set(out["model"]) - model_names
-        if bad:
-            raise UserError(f"unknown model key(s) {sorted(bad)}; valid: {', '.join(sorted(model_names))}")
-        return cls(**out)
-
-    def validate(self) -> None:
-        if self.arch not in MODELS:
-            raise UserError(f"--arch {self.arch!r}: choose one of {', '.join(MODELS)}")
-        if self.size not in ("tiny", "small", "base"):
-            raise UserError(f"--size {self.size!r}: choose tiny, small or base")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise UserError(f"--precision {self.precision!r}: choose auto, fp32, bf16 or fp16")
-        for name in ("batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.max_steps < 1:
-            raise UserError("--max-steps must be >= 1")
-        if self.learning_rate <= 0 or not math.isfinite(self.learning_rate):
-            raise UserError("--lr must be a positive number")
-        for name in ("max_epochs", "max_time", "patience", "warmup_steps", "weight_decay", "grad_clip",
-                     "lr_decay_steps"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-
-
-def load_config_file(path: str | Path) -> dict:
-    """A TOML or JSON file of TrainConfig keys (a [model] table is allowed)."""
-    path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"--config {path}: {e.strerror or e}") from None
-    try:
-        if path.suffix == ".json":
-            return json.loads(text)
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib
-        return tomllib.loads(text.decode())
-    except Exception as e:
-        raise UserError(f"--config {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from None
-
-
-def parse_set(items: list[str]) -> dict:
-    """``--set key=value`` pairs; values are parsed as JSON when they can be (numbers, booleans)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -166,14 +76,35 @@ def fixed_windows(tokens: np.ndarray, block_size: int, n: int, seed: int = 0) ->
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to ``learning_rate * min_lr_ratio`` at ``lr_decay_steps``."""
+def time_budgeted(cfg: TrainConfig) -> bool:
+    """Whether the learning-rate schedule follows the clock (``max_time`` set, no ``lr_decay_steps``)."""
+    return cfg.max_time > 0 and cfg.lr_decay_steps == 0
+
+
+def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to ``learning_rate * min_lr_ratio``.
+
+    By steps, the cosine ends at ``lr_decay_steps`` (or ``max_steps``). With a time budget
+    (:func:`time_budgeted`) it is a function of the elapsed fraction of the budget instead, so a
+    90-second run finishes its warmup and its cosine however many steps this machine manages:
+    warmup ends at ``warmup_frac`` of the budget or after ``warmup_steps``, whichever comes first.
+    ``elapsed`` is saved in ``last.pt``, so a resumed run continues the same curve.
+    """
+    if time_budgeted(cfg):
+        done = max(elapsed / cfg.max_time, step / cfg.max_steps)
+        warm = 1.0 if cfg.warmup_frac == 0 else min(1.0, max(done / cfg.warmup_frac,
+                                                              (step + 1) / (cfg.warmup_steps + 1)))
+        ratio = min(1.0, max(0.0, (done - cfg.warmup_frac) / (1 - cfg.warmup_frac)))
+        return warm * _cosine(ratio, cfg)
     total = cfg.lr_decay_steps or cfg.max_steps
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / (cfg.warmup_steps + 1)
     if step >= total:
         return cfg.learning_rate * cfg.min_lr_ratio
-    ratio = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return _cosine((step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps), cfg)
+
+
+def _cosine(ratio: float, cfg: TrainConfig) -> float:
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
     return cfg.learning_rate * (cfg.min_lr_ratio + coeff * (1 - cfg.min_lr_ratio))
 
@@ -182,34 +113,119 @@ def default_out_dir(arch: str) -> str:
     return str(Path("checkpoints") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-# --- the loop --------------------------------------------------------------------------------------
+# --- the run's state and objects -------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """Every counter the loop changes. The persisted ones are saved in ``last.pt`` (see :meth:`saved`)."""
+
+    step: int = 0
+    best_val: float = float("inf")
+    evals_without_gain: int = 0
+    elapsed: float = 0.0  # seconds of training, evaluations included, over every resumed part of the run
+    tokens_seen: int = 0
+    history: list = field(default_factory=list)  # {"step", "train_loss", "val_loss"} per evaluation
+    train_loss: float = float("nan")  # of the newest step
+    # not saved: how this process is doing
+    saved_step: int | None = None  # step of the newest last.pt
+    start_step: int = 0  # step this process started at
+    step_s: float = 0.0  # seconds of the newest step
+    eval_s: float = 0.0  # seconds of the newest evaluation + checkpoint (an estimate before the first)
+    stopped: str = "max_steps"
+
+    def saved(self) -> dict:
+        return {"step": self.step, "best_val": self.best_val, "evals_without_gain": self.evals_without_gain,
+                "elapsed": self.elapsed, "tokens_seen": self.tokens_seen, "history": self.history,
+                "train_loss": self.train_loss}
+
+
+@dataclass
+class Run:
+    """What one training process works with; set up by :func:`prepare`, never changed by the loop."""
+
+    cfg: TrainConfig
+    mcfg: ModelConfig
+    out: Path
+    device: torch.device
+    precision: str
+    rank: int
+    world: int
+    ddp: bool
+    raw_model: Any  # the MelodyModel: evaluation, sampling, checkpoints
+    model: Any  # what the step runs: raw_model, compiled and/or wrapped in DDP
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    batches: "Batches"
+    tokenizer: Any
+    data_stats: dict
+    fingerprint: str
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    notes_per_token: float
+    tokens_per_step: int
+    max_steps: int
+    writer: Any = None  # TensorBoard, rank 0 only
+    t_start: float = 0.0  # time.time() at elapsed 0
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+class StopFlag:
+    """Ctrl-C / SIGTERM only raise a flag that the loop reads between steps, so last.pt holds a
+    whole step and --resume continues exactly; a second signal leaves at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.previous: dict = {}
+
+    def handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self.previous[sig] = signal.signal(sig, self.handle)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# --- the entry point -------------------------------------------------------------------------------
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True) -> dict:
-    """Train a model; return the summary (steps, train_loss, best_val_loss, checkpoint, tokens_per_s)."""
+    """Train a model; return the summary (steps, train_loss, best_val_loss, checkpoint, tokens_per_s, ...).
+
+    ``resume`` continues the run in ``cfg.out_dir`` (see :data:`RESUME_HONOURS`); ``cfg.init``
+    starts a new run from a checkpoint's weights with a fresh optimizer (fine-tuning).
+    """
     cfg.validate()
     ddp = int(os.environ.get("RANK", -1)) != -1
-    rank, world, local_rank = 0, 1, 0
-    if ddp:
-        import torch.distributed as dist
-
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
-            device = torch.device(f"cuda:{local_rank}")
-            torch.cuda.set_device(device)
-            backend = "nccl"
-        else:
-            device = torch.device("cpu")
-            backend = "gloo"
-        dist.init_process_group(backend=backend)
-    else:
-        device = pick_device(cfg.device)
-    master = rank == 0
+    rank, world, device = start_processes(cfg, ddp)
     # Flushing denormals is processor state of the calling thread: put it back afterwards, or
     # every later float computation in this process (tests, notebooks) silently changes.
     flush_was_on = _flushes_denormals()
-    torch.set_flush_denormal(True)  # bi-LSTM backward on CPU crawls on denormals (field notes)
+    torch.set_flush_denormal(True)  # bi-LSTM backward on CPU crawls on denormal floats
     try:
-        return _train(cfg, resume, force, progress and master, device, rank, world, ddp)
+        run, state = prepare(cfg, resume, force, device, rank, world, ddp)
+        flag = StopFlag()
+        flag.install()
+        bar = progress_bar(run, state, progress and run.master)
+        run.t_start = time.time() - state.elapsed
+        try:
+            loop(run, state, flag, bar)
+        except KeyboardInterrupt:
+            state.stopped = "interrupted"
+        finally:
+            bar.close()
+            flag.restore()
+        return finish(run, state)
     finally:
         if not flush_was_on:
             torch.set_flush_denormal(False)
@@ -220,336 +236,391 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                 dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, resume: bool, force: bool, progress: bool, device: torch.device,
-           rank: int, world: int, ddp: bool) -> dict:
-    from tqdm import tqdm
+def start_processes(cfg: TrainConfig, ddp: bool) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; under torchrun also joins the process group."""
+    if not ddp:
+        return 0, 1, pick_device(cfg.device)
+    import torch.distributed as dist
 
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available() and cfg.device in ("auto", "cuda"):
+        device = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = torch.device("cpu")
+        backend = "gloo"
+    dist.init_process_group(backend=backend)
+    return rank, world, device
+
+
+def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, rank: int, world: int,
+            ddp: bool) -> tuple[Run, TrainState]:
+    """Check the request, load data, build (or restore) model and optimizer, open the run folder."""
     master = rank == 0
-    out = Path(cfg.out_dir or default_out_dir(cfg.arch))
-    cfg.out_dir = str(out)
-    state: dict[str, Any] | None = None
+    last = init = None
     if resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise UserError(f"--resume: {last} not found (nothing to resume in {out})")
-        state = load_checkpoint(last)
-        saved = TrainConfig.from_dict(state["train_config"])
-        # Only the stopping criteria may change on resume; everything else comes from the run.
-        # One left at its default keeps the run's own value, so `train --resume -o RUN` finishes
-        # the run it continues instead of training to the default max_steps.
-        defaults = TrainConfig()
-        for k in ("max_steps", "max_epochs", "max_time", "patience"):
-            if getattr(cfg, k) != getattr(defaults, k):
-                setattr(saved, k, getattr(cfg, k))
-        saved.out_dir, saved.device, saved.precision = str(out), cfg.device, cfg.precision
-        cfg = saved
+        out = Path(cfg.out_dir or default_out_dir(cfg.arch))
+        if not (out / "last.pt").is_file():
+            raise UserError(f"--resume: {out / 'last.pt'} not found (nothing to resume in {out})")
+        last = load_checkpoint(out / "last.pt")
+        cfg = resume_config(cfg, last, out)
         if master:
             remove_temp_files(out)  # left by a run killed while it wrote a checkpoint
-    elif master and out.exists() and any(out.iterdir()) and not force:
+    elif cfg.init:
+        init = load_init(cfg)
+    out = Path(cfg.out_dir or default_out_dir(cfg.arch))
+    cfg.out_dir = str(out)
+    if last is None and master and out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"run folder {out} already exists: pass --resume to continue it or --force to start over")
 
     data = Dataset(cfg.data_dir)
     tok = data.tokenizer
     fingerprint = data.fingerprint()
-    if state is not None and state.get("data_fingerprint") != fingerprint:
-        raise UserError(f"--resume: the dataset {cfg.data_dir} changed since the run started "
-                        "(fingerprint differs); start a new run")
+    if last is not None:
+        check_resume_data(cfg, last, fingerprint)
+    if init is not None:
+        check_init_tokenizer(cfg, init, tok)
     train_tokens = data.split("train").tokens
     val_tokens = data.split("val").tokens
-    if len(val_tokens) < 2:
+    val_on_train = len(val_tokens) < 2
+    if val_on_train:
         val_tokens = train_tokens  # tiny datasets: validate on train rather than not at all
-
-    if state is not None:
-        mcfg = ModelConfig(**state["model_config"])
-    else:
-        try:
-            mcfg = ModelConfig(**{**size_preset(cfg.arch, cfg.size), **cfg.model,
-                                  "arch": cfg.arch, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
-        except (TypeError, ValueError) as e:
-            raise UserError(f"bad model setting: {e}") from None
-    if mcfg.vocab_size != tok.vocab_size:
-        raise UserError(f"the run's model has {mcfg.vocab_size} tokens but dataset {cfg.data_dir} has "
-                        f"{tok.vocab_size}: resume with the dataset it was trained on")
+    mcfg = model_config(cfg, tok, last, init)
 
     torch.manual_seed(cfg.seed + rank)
-    model = build_model(mcfg).to(device)
+    raw_model = build_model(mcfg).to(device)
+    if init is not None:
+        ckpts.load_weights(init, raw_model)
     precision = pick_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device.type)
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                               device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
     batches = Batches(train_tokens, mcfg.block_size, cfg.batch_size, cfg.seed * 1000 + rank)
-    step, best_val, evals_without_gain, elapsed, tokens_seen = 0, float("inf"), 0, 0.0, 0
-    history: list[dict] = []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        tr = state["trainer"]
-        step, best_val, evals_without_gain = tr["step"], tr["best_val"], tr["evals_without_gain"]
-        elapsed, tokens_seen, history = tr["elapsed"], tr["tokens_seen"], list(tr.get("history", []))
-        rng_states = tr["rng"]
-        if len(rng_states["batches"]) != world:  # each rank continues its own saved batch stream
-            raise UserError(f"--resume: {out} was trained with {len(rng_states['batches'])} process(es); "
-                            f"resume it with the same number (this start has {world})")
-        batches.rng.bit_generator.state = json.loads(rng_states["batches"][rank])
-        torch.set_rng_state(rng_states["torch"][rank])
-        if device.type == "cuda" and rng_states.get("cuda"):
-            torch.cuda.set_rng_state(rng_states["cuda"][rank])
+    state = TrainState()
+    if last is not None:
+        ckpts.restore_training(last, raw_model, optimizer, scaler)
+        state = TrainState(**ckpts.trainer_state(last), saved_step=ckpts.saved_step(last))
+        ckpts.restore_rng(last, batches.rng, rank, world, device)
+    state.start_step = state.step
 
-    raw_model = model
-    if cfg.compile:
-        model = torch.compile(model)
+    model = torch.compile(raw_model) if cfg.compile else raw_model
     if ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    ctx = autocast_ctx(device, precision)
     tokens_per_step = cfg.batch_size * batches.block * cfg.grad_accum * world
     max_steps = cfg.max_steps
     if cfg.max_epochs > 0:
         max_steps = min(max_steps, max(1, math.ceil(cfg.max_epochs * len(train_tokens) / tokens_per_step)))
     eval_x, eval_y = fixed_windows(val_tokens, mcfg.block_size, cfg.eval_batches * 8)
-    notes_per_token = data.stats["notes"]["val"] / max(1, data.stats["tokens"]["val"]) if len(val_tokens) != len(train_tokens) \
-        else data.stats["notes"]["train"] / max(1, data.stats["tokens"]["train"])
-
-    writer = None
+    split = "train" if val_on_train else "val"
+    notes_per_token = data.stats["notes"][split] / max(1, data.stats["tokens"][split])
+    run = Run(cfg=cfg, mcfg=mcfg, out=out, device=device, precision=precision, rank=rank, world=world, ddp=ddp,
+              raw_model=raw_model, model=model, optimizer=optimizer, scaler=scaler, batches=batches, tokenizer=tok,
+              data_stats=data.stats, fingerprint=fingerprint, eval_x=eval_x, eval_y=eval_y,
+              notes_per_token=notes_per_token, tokens_per_step=tokens_per_step, max_steps=max_steps)
     if master:
-        if state is None and force:  # start over: no curve, checkpoint or summary of the old run may survive
-            import shutil
+        open_run_folder(run, state, fresh=last is None, force=force, val_on_train=val_on_train)
+    return run, state
 
-            for name in ("best.pt", "last.pt", "summary.json"):
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "tb", ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({**asdict(cfg), "model_config": asdict(mcfg)}, indent=1))
-        from torch.utils.tensorboard import SummaryWriter
 
-        # A run killed after its last checkpoint logged steps that the resumed run logs again:
-        # purge_step hides the old ones from TensorBoard.
-        writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if state is not None else None)
-        if state is None:
-            n = raw_model.num_params()
-            print(f"{cfg.arch} ({cfg.size}): {n / 1e6:.2f}M parameters, vocab {mcfg.vocab_size}, "
-                  f"context {mcfg.block_size}, device {device} {precision}, {world} process(es) -> {out}",
-                  file=sys.stderr)
+def open_run_folder(run: Run, state: TrainState, fresh: bool, force: bool, val_on_train: bool) -> None:
+    """Rank 0: make the folder, write config.json, open TensorBoard, say what is about to train."""
+    out, cfg, mcfg = run.out, run.cfg, run.mcfg
+    if fresh and force:  # start over: no curve, checkpoint or summary of the old run may survive
+        import shutil
 
-    def rng_snapshot() -> dict:
-        mine = {"batches": json.dumps(batches.rng.bit_generator.state), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
-        if not ddp:
-            return {k: [v] for k, v in mine.items()}
-        import torch.distributed as dist
+        for name in ("best.pt", "last.pt", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tb", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({**asdict(cfg), "model_config": asdict(mcfg)}, indent=1))
+    from torch.utils.tensorboard import SummaryWriter
 
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, mine)
-        return {k: [g[k] for g in gathered] for k in mine}
+    # A run killed after its last checkpoint logged steps that the resumed run logs again:
+    # purge_step hides the old ones from TensorBoard.
+    run.writer = SummaryWriter(str(out / "tb"), purge_step=None if fresh else state.step + 1)
+    if fresh:
+        start = f" from {cfg.init}" if cfg.init else ""
+        print(f"{cfg.arch} ({cfg.size}){start}: {run.raw_model.num_params() / 1e6:.2f}M parameters, vocab "
+              f"{mcfg.vocab_size}, context {mcfg.block_size}, device {run.device} {run.precision}, {run.world} "
+              f"process(es) -> {out}", file=sys.stderr)
+    if val_on_train:
+        print(f"note: {cfg.data_dir} has no validation tunes: validation runs on the training split, so the val "
+              "loss flatters the model (tokenize with a larger val fraction in --split, or more files)",
+              file=sys.stderr)
 
-    def payload(full: bool) -> dict:
-        p = {"model_config": asdict(mcfg), "model": raw_model.state_dict(), "tokenizer": tok.to_dict(),
-             "train_config": asdict(cfg), "data_fingerprint": fingerprint, "step": step,
-             "best_val_loss": best_val if math.isfinite(best_val) else None,
-             "data_stats": {"notes": data.stats["notes"], "tokens": data.stats["tokens"]}}
-        if full:
-            p["optimizer"] = optimizer.state_dict()
-            p["scaler"] = scaler.state_dict() if scaler.is_enabled() else {}
-            p["trainer"] = {"step": step, "best_val": best_val, "evals_without_gain": evals_without_gain,
-                            "elapsed": elapsed, "tokens_seen": tokens_seen, "history": history, "rng": rng_snapshot()}
-        return p
 
-    saved_step = [state["step"] if state is not None else None]  # step of the newest last.pt
+def progress_bar(run: Run, state: TrainState, show: bool):
+    """With a time budget the bar counts seconds, so its ETA is the budget's end (steps in the postfix)."""
+    from tqdm import tqdm
 
-    def save_last() -> None:
-        p = payload(full=True)  # every rank takes part in the RNG gather
-        if master:
-            save_checkpoint(out / "last.pt", p)
-        saved_step[0] = step
+    by_time = bool(run.cfg.max_time)
+    return tqdm(total=round(run.cfg.max_time) if by_time else run.max_steps,
+                initial=round(state.elapsed) if by_time else state.step, desc=f"train {run.cfg.arch}",
+                unit="s" if by_time else "step", disable=not show, file=sys.stderr, dynamic_ncols=True)
 
-    def diverged(what: str, value: float, at: int) -> TrainingError:
-        kept = (f"the last good checkpoint {out / 'last.pt'} (step {saved_step[0]}) is kept"
-                if saved_step[0] is not None else "no checkpoint was written")
-        return TrainingError(f"the {what} became {value} at step {at}: stopped; {kept} (try a lower --lr)")
 
-    @torch.no_grad()
-    def evaluate() -> float:
-        raw_model.eval()
-        losses = []
-        bs = max(1, cfg.batch_size)
-        for i in range(0, len(eval_x), bs):
-            x, y = eval_x[i:i + bs].to(device), eval_y[i:i + bs].to(device)
-            with ctx:
-                _, loss = raw_model(x, y)
-            losses.append(loss.float().item())
-        raw_model.train()
-        return float(np.mean(losses))
-
-    def log_sample() -> None:
-        if not cfg.sample_tokens or writer is None:
+# --- the loop --------------------------------------------------------------------------------------
+def loop(run: Run, state: TrainState, flag: StopFlag, bar) -> None:
+    """Step until a stopping criterion; sets ``state.stopped`` to the reason."""
+    cfg = run.cfg
+    run.model.train()
+    meter = {"time": time.time(), "tokens": 0}  # throughput since the last log line
+    while state.step < run.max_steps:
+        stop, elapsed, projected = poll(run, state, flag)
+        if stop:
+            state.stopped = "interrupted"
             return
-        try:
-            from melodylm.generate import sample_ids
-            from melodylm.plot import pianoroll_array
+        # Stop when the next step and the final evaluation would not fit in the budget; the first
+        # step of a process always runs, so a tiny budget still trains.
+        if cfg.max_time and (elapsed >= cfg.max_time or (state.step > state.start_step and projected >= cfg.max_time)):
+            state.stopped = "max_time"
+            if state.step > 0 and (not state.history or state.history[-1]["step"] != state.step):
+                evaluate_and_save(run, state)  # so best.pt and last.pt reflect the whole budget
+            return
+        t0 = time.time()
+        lr = lr_at(state.step, cfg, elapsed)
+        loss, grad_norm = train_step(run, state, lr)
+        state.step += 1
+        state.train_loss = loss
+        state.tokens_seen += run.tokens_per_step
+        meter["tokens"] += run.tokens_per_step
+        state.step_s = time.time() - t0
+        bar.update(min(round(time.time() - run.t_start), bar.total) - bar.n if cfg.max_time else 1)
+        if state.step % cfg.log_interval == 0 or state.step == run.max_steps:
+            log_step(run, state, meter, bar, lr, grad_norm)
+        if state.step % cfg.eval_interval == 0 or state.step == run.max_steps:
+            evaluate_and_save(run, state)
+            if cfg.patience and state.evals_without_gain >= cfg.patience:
+                state.stopped = "early_stop"
+                return
+    state.stopped = "max_steps"
 
-            raw_model.eval()
-            g = torch.Generator(device="cpu").manual_seed(cfg.seed)
-            ids = sample_ids(raw_model, tok, n=1, max_new_tokens=cfg.sample_tokens, generator=g, device=device)[0]
-            score = tok.decode_score(tok.decode_ids(ids))
-            writer.add_image("sample/pianoroll", pianoroll_array(score), step, dataformats="HWC")
-        except Exception as e:  # a sample is a nicety; never let it stop training
-            print(f"note: could not render a sample at step {step}: {e}", file=sys.stderr)
-        finally:
-            raw_model.train()  # a failed sample must not leave dropout off for the rest of the run
 
-    stop_reason = "max_steps"
-    last_loss = float("nan")
-    interrupted = False
-    # Ctrl-C / SIGTERM only raise a flag that the loop reads between steps, so last.pt holds a
-    # whole step and --resume continues exactly; a second signal leaves at once.
-    signals = [0]
-    prev_handlers: dict = {}
+def poll(run: Run, state: TrainState, flag: StopFlag) -> tuple[bool, float, float]:
+    """Between steps: (stop requested, seconds trained, seconds after one more step and an evaluation).
 
-    def on_signal(signum, frame):
-        signals[0] += 1
-        if signals[0] > 1:
-            raise KeyboardInterrupt
+    Under DDP every rank takes the maximum, so all stop at the same step and use the same
+    learning rate even where the schedule follows the clock.
+    """
+    elapsed = time.time() - run.t_start
+    eval_s = state.eval_s or _eval_estimate(run, state)
+    projected = elapsed + state.step_s + eval_s
+    if not run.ddp:
+        return flag.count > 0, elapsed, projected
+    import torch.distributed as dist
 
-    def stop_requested() -> bool:
-        if not ddp:
-            return signals[0] > 0
-        import torch.distributed as dist
+    t = torch.tensor([float(flag.count > 0), elapsed, projected], dtype=torch.float64, device=run.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t[0].item()), float(t[1].item()), float(t[2].item())
 
-        flag = torch.tensor([float(signals[0] > 0)], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # all ranks stop at the same step
-        return bool(flag.item())
 
-    if threading_main():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                prev_handlers[sig] = signal.signal(sig, on_signal)
-    # With a time budget the bar counts seconds, so its ETA is the budget's end (step count in the postfix).
-    by_time = bool(cfg.max_time)
-    bar = tqdm(total=round(cfg.max_time) if by_time else max_steps, initial=round(elapsed) if by_time else step,
-               desc=f"train {cfg.arch}", unit="s" if by_time else "step", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    t_start = time.time() - elapsed
-    t_log, tok_log = time.time(), 0
-    tok_s = 0.0
-    model.train()
+def _eval_estimate(run: Run, state: TrainState) -> float:
+    """Seconds an evaluation will take, before the first one is timed: a forward pass of a batch
+    costs about a third of a training micro-step (forward + backward, twice the forward's work)."""
+    batches = math.ceil(len(run.eval_x) / run.cfg.batch_size)
+    return batches * state.step_s / (3 * run.cfg.grad_accum)
+
+
+def train_step(run: Run, state: TrainState, lr: float) -> tuple[float, float]:
+    """One optimizer step over ``grad_accum`` micro-batches; returns (training loss, gradient norm)."""
+    cfg = run.cfg
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    ctx = autocast_ctx(run.device, run.precision)
+    loss_sum = 0.0
+    for micro in range(cfg.grad_accum):
+        x, y = run.batches.next()
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        sync = (not run.ddp) or micro == cfg.grad_accum - 1
+        with (nullcontext() if sync else run.model.no_sync()):
+            with ctx:
+                _, loss = run.model(x, y)
+                loss = loss / cfg.grad_accum
+            run.scaler.scale(loss).backward()
+        loss_sum += loss.detach().float().item()
+    if not math.isfinite(loss_sum):
+        raise diverged(run, state, "training loss", loss_sum, state.step + 1)
+    grad_norm = float("nan")
+    if cfg.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), cfg.grad_clip).item()
+        # fp16's scaler skips steps with inf gradients by design; in fp32/bf16 they poison the weights
+        if not math.isfinite(grad_norm) and not run.scaler.is_enabled():
+            raise diverged(run, state, "gradient norm", grad_norm, state.step + 1)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_sum, grad_norm
+
+
+def diverged(run: Run, state: TrainState, what: str, value: float, at: int) -> TrainingError:
+    """The error for a non-finite loss or gradient: nothing after the last good checkpoint is saved."""
+    kept = (f"the last good checkpoint {run.out / 'last.pt'} (step {state.saved_step}) is kept"
+            if state.saved_step is not None else "no checkpoint was written")
+    return TrainingError(f"the {what} became {value} at step {at}: stopped; {kept} (try a lower --lr)")
+
+
+def log_step(run: Run, state: TrainState, meter: dict, bar, lr: float, grad_norm: float) -> None:
+    """Progress bar postfix and TensorBoard scalars of the newest step."""
+    now = time.time()
+    tok_s = meter["tokens"] / max(1e-9, now - meter["time"])
+    meter.update(time=now, tokens=0)
+    bar.set_postfix(step=state.step, loss=f"{state.train_loss:.3f}", best_val=f"{state.best_val:.3f}",
+                    tok_s=f"{tok_s:,.0f}")
+    w = run.writer
+    if w is None:
+        return
+    w.add_scalar("train/loss", state.train_loss, state.step)
+    w.add_scalar("train/perplexity", math.exp(min(state.train_loss, 50)), state.step)
+    w.add_scalar("train/lr", lr, state.step)
+    if math.isfinite(grad_norm):
+        w.add_scalar("train/grad_norm", grad_norm, state.step)
+    w.add_scalar("train/tokens_per_s", tok_s, state.step)
+
+
+# --- evaluation and checkpoints --------------------------------------------------------------------
+def evaluate_and_save(run: Run, state: TrainState) -> None:
+    """Validation loss on the fixed windows, TensorBoard, best.pt when it improved, then last.pt."""
+    t0 = time.time()
+    state.elapsed = t0 - run.t_start
+    val = evaluate_loss(run)
+    if not math.isfinite(val):  # the last update broke the weights: never checkpoint them
+        raise diverged(run, state, "validation loss", val, state.step)
+    improved = val < state.best_val
+    if improved:
+        state.best_val, state.evals_without_gain = val, 0
+    else:
+        state.evals_without_gain += 1
+    state.history.append({"step": state.step, "train_loss": state.train_loss, "val_loss": val})
+    if run.master:
+        w, step = run.writer, state.step
+        w.add_scalar("val/loss", val, step)
+        w.add_scalar("val/perplexity", math.exp(min(val, 50)), step)
+        w.add_scalar("val/bits_per_token", val / math.log(2), step)
+        w.add_scalar("val/bits_per_note", val / math.log(2) / max(1e-9, run.notes_per_token), step)
+        if improved:
+            save_checkpoint(run.out / "best.pt", payload(run, state, full=False))
+        log_sample(run, step)
+    save_last(run, state)
+    state.eval_s = time.time() - t0
+
+
+@torch.no_grad()
+def evaluate_loss(run: Run) -> float:
+    """Mean loss over the fixed validation windows (dropout off)."""
+    run.raw_model.eval()
+    ctx = autocast_ctx(run.device, run.precision)
+    losses = []
+    bs = run.cfg.batch_size
+    for i in range(0, len(run.eval_x), bs):
+        x, y = run.eval_x[i:i + bs].to(run.device), run.eval_y[i:i + bs].to(run.device)
+        with ctx:
+            _, loss = run.raw_model(x, y)
+        losses.append(loss.float().item())
+    run.raw_model.train()
+    return float(np.mean(losses))
+
+
+def log_sample(run: Run, step: int) -> None:
+    """A seeded sample's piano roll in TensorBoard: what the model writes, at a glance."""
+    if not run.cfg.sample_tokens or run.writer is None:
+        return
     try:
-        while step < max_steps:
-            if stop_requested():
-                interrupted, stop_reason = True, "interrupted"
-                break
-            if cfg.max_time and time.time() - t_start >= cfg.max_time:
-                stop_reason = "max_time"
-                break
-            lr = lr_at(step, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            loss_sum = 0.0
-            for micro in range(cfg.grad_accum):
-                x, y = batches.next()
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                sync = (not ddp) or micro == cfg.grad_accum - 1
-                with (nullcontext() if sync else model.no_sync()):
-                    with ctx:
-                        _, loss = model(x, y)
-                        loss = loss / cfg.grad_accum
-                    scaler.scale(loss).backward()
-                loss_sum += loss.detach().float().item()
-            if not math.isfinite(loss_sum):
-                raise diverged("training loss", loss_sum, step + 1)
-            grad_norm = float("nan")
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip).item()
-                # fp16's scaler skips steps with inf gradients by design; in fp32/bf16 they poison the weights
-                if not math.isfinite(grad_norm) and not scaler.is_enabled():
-                    raise diverged("gradient norm", grad_norm, step + 1)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            last_loss = loss_sum
-            tokens_seen += tokens_per_step
-            tok_log += tokens_per_step
-            bar.update(min(round(time.time() - t_start), bar.total) - bar.n if by_time else 1)
-            if step % cfg.log_interval == 0 or step == max_steps:
-                now = time.time()
-                tok_s = tok_log / max(1e-9, now - t_log)
-                t_log, tok_log = now, 0
-                bar.set_postfix(step=step, loss=f"{last_loss:.3f}", best_val=f"{best_val:.3f}", tok_s=f"{tok_s:,.0f}")
-                if writer is not None:
-                    writer.add_scalar("train/loss", last_loss, step)
-                    writer.add_scalar("train/perplexity", math.exp(min(last_loss, 50)), step)
-                    writer.add_scalar("train/lr", lr, step)
-                    if math.isfinite(grad_norm):
-                        writer.add_scalar("train/grad_norm", grad_norm, step)
-                    writer.add_scalar("train/tokens_per_s", tok_s, step)
-            time_up = bool(cfg.max_time) and time.time() - t_start >= cfg.max_time
-            if step % cfg.eval_interval == 0 or step == max_steps or time_up:
-                elapsed = time.time() - t_start
-                val = evaluate()
-                if not math.isfinite(val):  # the last update broke the weights: never checkpoint them
-                    raise diverged("validation loss", val, step)
-                improved = val < best_val
-                if improved:
-                    best_val, evals_without_gain = val, 0
-                else:
-                    evals_without_gain += 1
-                history.append({"step": step, "train_loss": last_loss, "val_loss": val})
-                if master:
-                    writer.add_scalar("val/loss", val, step)
-                    writer.add_scalar("val/perplexity", math.exp(min(val, 50)), step)
-                    writer.add_scalar("val/bits_per_token", val / math.log(2), step)
-                    writer.add_scalar("val/bits_per_note", val / math.log(2) / max(1e-9, notes_per_token), step)
-                    if improved:
-                        save_checkpoint(out / "best.pt", payload(full=False))
-                    log_sample()
-                save_last()
-                if cfg.patience and evals_without_gain >= cfg.patience:
-                    stop_reason = "early_stop"
-                    break
-                if time_up:  # evaluated and saved above, so best.pt reflects the whole budget
-                    stop_reason = "max_time"
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-        stop_reason = "interrupted"
+        from melodylm.plot import pianoroll_array
+        from melodylm.sampling import generate_ids
+
+        run.raw_model.eval()
+        g = torch.Generator(device="cpu").manual_seed(run.cfg.seed)
+        ids = generate_ids(run.raw_model, run.tokenizer, n=1, max_new_tokens=run.cfg.sample_tokens, generator=g,
+                           device=run.device)[0].ids
+        score = run.tokenizer.decode_score(run.tokenizer.decode_ids(ids))
+        run.writer.add_image("sample/pianoroll", pianoroll_array(score), step, dataformats="HWC")
+    except Exception as e:  # a sample is a nicety; never let it stop training
+        print(f"note: could not render a sample at step {step}: {e}", file=sys.stderr)
     finally:
-        bar.close()
-        for sig, handler in prev_handlers.items():
-            signal.signal(sig, handler)
-    elapsed = time.time() - t_start
+        run.raw_model.train()  # a failed sample must not leave dropout off for the rest of the run
+
+
+def payload(run: Run, state: TrainState, full: bool) -> dict:
+    """The checkpoint of this moment: enough to sample (best.pt) or, with ``full``, to resume (last.pt)."""
+    kw: dict[str, Any] = {}
+    if full:
+        kw = dict(trainer=state.saved(), optimizer=run.optimizer.state_dict(),
+                  scaler=run.scaler.state_dict() if run.scaler.is_enabled() else {}, rng=gather_rng(run))
+    return ckpts.build_payload(model_config=asdict(run.mcfg), model=run.raw_model.state_dict(),
+                               tokenizer=run.tokenizer.to_dict(), train_config=asdict(run.cfg),
+                               data_fingerprint=run.fingerprint, data_stats=run.data_stats, step=state.step,
+                               best_val=state.best_val, **kw)
+
+
+def gather_rng(run: Run) -> list[dict]:
+    """Every rank's random streams, in rank order (a collective: all ranks must call it)."""
+    mine = ckpts.rng_state(run.batches.rng, run.device)
+    if not run.ddp:
+        return [mine]
+    import torch.distributed as dist
+
+    gathered: list = [None] * run.world
+    dist.all_gather_object(gathered, mine)
+    return gathered
+
+
+def save_last(run: Run, state: TrainState) -> None:
+    """last.pt (written by rank 0; every rank takes part in the RNG gather)."""
+    p = payload(run, state, full=True)
+    if run.master:
+        save_checkpoint(run.out / "last.pt", p)
+    state.saved_step = state.step
+
+
+# --- the end ---------------------------------------------------------------------------------------
+def finish(run: Run, state: TrainState) -> dict:
+    """Save what is not saved yet, close TensorBoard, write and return the summary."""
+    state.elapsed = time.time() - run.t_start
+    interrupted = state.stopped == "interrupted"
     # Every rank takes this same branch (save_last gathers from all of them), so it must not
     # depend on the file system, where rank 0 may not have finished writing last.pt yet.
-    if saved_step[0] != step or interrupted:
-        save_last()
-    if master and not (out / "best.pt").exists():
-        save_checkpoint(out / "best.pt", payload(full=False))
-    if writer is not None:
-        writer.close()
-    run_tok_s = tokens_seen / max(1e-9, elapsed)
-    summary = {"steps": step, "train_loss": round(last_loss, 5) if math.isfinite(last_loss) else None,
-               "best_val_loss": round(best_val, 5) if math.isfinite(best_val) else None,
-               "checkpoint": str(out / "best.pt"), "tokens_per_s": round(run_tok_s, 1),
-               "stopped": stop_reason, "seconds": round(elapsed, 1), "out_dir": str(out)}
-    if master:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if interrupted and master:
-        print(f"interrupted at step {step}: saved {out / 'last.pt'}; continue with "
-              f"`melodylm train --resume -o {out}`", file=sys.stderr)
+    if state.saved_step != state.step or interrupted:
+        save_last(run, state)
+    if run.master and not (run.out / "best.pt").exists():
+        save_checkpoint(run.out / "best.pt", payload(run, state, full=False))
+    if run.writer is not None:
+        run.writer.close()
+    summary = {"steps": state.step,
+               "train_loss": round(state.train_loss, 5) if math.isfinite(state.train_loss) else None,
+               "best_val_loss": round(state.best_val, 5) if math.isfinite(state.best_val) else None,
+               "checkpoint": str(run.out / "best.pt"), "tokens_per_s": round(state.tokens_seen / max(1e-9, state.elapsed), 1),
+               "stopped": state.stopped, "seconds": round(state.elapsed, 1), "out_dir": str(run.out)}
+    if not run.master:
+        return summary
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    budget = run.cfg.max_time
+    if budget and state.elapsed > budget and not interrupted:
+        print(f"note: the run took {state.elapsed:.1f} s of its {budget:.0f} s --max-time: the final evaluation "
+              f"and checkpoint took {state.eval_s:.1f} s", file=sys.stderr)
+    if interrupted:
+        print(f"interrupted at step {state.step}: saved {run.out / 'last.pt'}; continue with "
+              f"`melodylm train --resume -o {run.out}`", file=sys.stderr)
     return summary
+
+
+def summary_line(summary: dict) -> str:
+    """The one line ``melodylm train`` prints at the end; a loss that was never measured reads "n/a"."""
+    def loss(v):
+        return "n/a" if v is None else f"{v}"
+
+    return (f"{summary['steps']} steps, train loss {loss(summary['train_loss'])}, best val loss "
+            f"{loss(summary['best_val_loss'])} ({summary['stopped']}); {summary['tokens_per_s']:,.0f} tokens/s; "
+            f"checkpoint {summary['checkpoint']}")
 
 
 def _flushes_denormals() -> bool:
     """Whether this thread turns subnormal floats into zero (there is no getter in torch)."""
     return (torch.tensor([1e-39], dtype=torch.float32) * 2.0).item() == 0.0
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
