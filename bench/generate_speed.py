@@ -32,7 +32,8 @@ from collections.abc import Callable
 
 import torch
 
-from melodylm.generate import Grammar, sample_ids
+from melodylm.sampling import generate_ids
+from melodylm.tokenizer.grammar import Grammar
 from melodylm.models import ModelConfig, build_model
 from melodylm.tokenizer import MelodyTokenizer
 
@@ -68,9 +69,9 @@ def variants(ours, hf, tok: MelodyTokenizer, grammar: Grammar) -> dict[str, Call
     def ours_run(use_cache: bool, constrain: bool, sample: bool = False):
         def f(batch: int, n: int) -> list[list[int]]:
             g = torch.Generator().manual_seed(0)
-            out = sample_ids(ours, tok, n=batch, max_new_tokens=n, top_k=None if sample else 1, generator=g,
-                             constrain=constrain, use_cache=use_cache, ignore_eos=True, grammar=grammar)
-            return [x.tolist() for x in out]
+            out = generate_ids(ours, tok, n=batch, max_new_tokens=n, top_k=None if sample else 1, generator=g,
+                               constrain=constrain, use_cache=use_cache, ignore_eos=True, grammar=grammar)
+            return [x.ids.tolist() for x in out]
         return f
 
     def hf_run(sample: bool = False):

@@ -8,10 +8,11 @@ import torch
 
 from conftest import Part, scale, write_midi
 from melodylm.errors import UserError
-from melodylm.generate import (Grammar, bar_start, filter_logits, generate, load_prompt, pick_tokens,
-                               sample_ids, sample_sequences, validate_options, write_samples)
+from melodylm.generate import bar_start, generate, load_prompt, validate_options, write_samples
 from melodylm.models import MODELS, ModelConfig, build_model, size_preset
 from melodylm.tokenizer import MelodyTokenizer, TokenizerSettings
+from melodylm.sampling import filter_logits, generate_ids, pick_tokens
+from melodylm.tokenizer.grammar import Grammar
 
 ARCHS = sorted(MODELS)
 SCHEMES = ("REMI", "TSD", "MIDILike", "Structured")
@@ -26,6 +27,11 @@ def _one_thread():
 
 
 _TOKS: dict[str, MelodyTokenizer] = {}
+
+
+def sample_ids(model, tok, **kwargs) -> list[np.ndarray]:
+    """The new model ids of each sequence, as train.py logs a sample."""
+    return [s.ids for s in generate_ids(model, tok, **kwargs)]
 
 
 def tokenizer(scheme: str = "REMI") -> MelodyTokenizer:
@@ -175,7 +181,7 @@ def test_sampled_batch_with_early_ends_matches_the_no_cache_path(arch) -> None:
     """Sequences end at different steps and leave the batch; state and no-cache paths agree."""
     tok = tokenizer()
     model = tiny(arch, tok, seed=3, block_size=128).double()
-    runs = [sample_sequences(model, tok, n=8, max_new_tokens=100, generator=torch.Generator().manual_seed(5),
+    runs = [generate_ids(model, tok, n=8, max_new_tokens=100, generator=torch.Generator().manual_seed(5),
                              max_notes=4, use_cache=cache) for cache in (True, False)]
     assert [s.ids.tolist() for s in runs[0]] == [s.ids.tolist() for s in runs[1]]
     assert [s.stop for s in runs[0]] == [s.stop for s in runs[1]]
@@ -348,12 +354,12 @@ def test_validate_options_table() -> None:
     validate_options(n=1, temperature=0.5, top_k=0, top_p=1.0, max_tokens=0)
 
 
-def test_sample_ids_keeps_its_old_contract() -> None:
-    """train.py logs a sample through sample_ids: new ids, end token excluded, one array per sequence."""
+def test_generated_ids_keep_their_old_contract() -> None:
+    """train.py logs a sample through generate_ids: new ids, end token excluded, one array per sequence."""
     tok = tokenizer()
     model = tiny("bilstm", tok)
     out = sample_ids(model, tok, n=2, max_new_tokens=30, generator=torch.Generator().manual_seed(0))
     assert len(out) == 2 and all(x.dtype == np.int64 and len(x) <= 30 for x in out)
     assert all(tok.eos_id not in x.tolist() for x in out)
-    seqs = sample_sequences(model, tok, n=2, max_new_tokens=0)
+    seqs = generate_ids(model, tok, n=2, max_new_tokens=0)
     assert [len(s.ids) for s in seqs] == [0, 0] and {s.stop for s in seqs} == {"max_tokens"}

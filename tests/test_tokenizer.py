@@ -15,6 +15,7 @@ from conftest import Part, scale, write_midi
 from melodylm.dataset import SPLITS, Dataset, TokenizeConfig, tokenize
 from melodylm.midi import load_melody, note_array, skyline
 from melodylm.tokenizer import SCHEMES, MelodyTokenizer, TokenizerSettings
+from melodylm.tokenizer import miditok_adapter
 
 warnings.filterwarnings("ignore", module="miditok")
 
@@ -268,3 +269,27 @@ def test_decode_score_of_written_file(tmp_path):
     ids = tok.encode_score(mel.score)
     padded = np.concatenate([[tok.bos_id_base], ids, [tok.eos_id_base, tok.pad_id_base, tok.pad_id_base]])
     assert note_array(tok.decode_score(padded).tracks[0]).tolist() == got.tolist()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_miditok_private_members_we_read_are_there(scheme):
+    """A new miditok that renames one of its private tables fails here, naming it, not deep in sampling."""
+    tok = MelodyTokenizer(TokenizerSettings(scheme=scheme))
+    miditok_adapter.check(tok.base)  # raises MiditokChanged naming what is missing
+    tpb = miditok_adapter.ticks_per_beat_by_denominator(tok.base)
+    assert all(isinstance(d, int) for d in tpb) and tpb[4] > 0
+    assert miditok_adapter.first_beat_res(tok.base) == 24  # TokenizerSettings.beat_res starts at 24 per beat
+    quarter = tpb[4]
+    assert miditok_adapter.duration_ticks(tok.base, quarter)["1.0.24"] == quarter
+    assert miditok_adapter.parse_time_signature(tok.base, "6/8") == (6, 8)
+    if scheme == "REMI":
+        assert miditok_adapter.ticks_per_position(tok.base, quarter) * 24 == quarter
+        assert miditok_adapter.rest_ticks(tok.base, quarter)  # rests are on by default
+
+
+def test_miditok_adapter_names_a_missing_member():
+    class Renamed:  # a tokenizer of a miditok that dropped its tables
+        _first_beat_res = 24
+
+    with pytest.raises(miditok_adapter.MiditokChanged, match=r"has no _tpb_per_ts.*miditok_adapter\.py"):
+        miditok_adapter.check(Renamed())

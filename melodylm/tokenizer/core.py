@@ -1,14 +1,9 @@
-"""miditok base tokens plus optional sentencepiece subwords, saved as one JSON-able dict.
+"""The tokenizer: miditok base tokens plus optional sentencepiece subwords, saved as one JSON-able dict.
 
 :class:`MelodyTokenizer` is what datasets and checkpoints carry. It rebuilds the miditok
 tokenizer from a handful of melody-friendly settings (not miditok's own config dump, whose keys
 are tuples), checks that the rebuilt vocabulary is the one it was saved with, and optionally maps
-base-token sequences to sentencepiece subword ids.
-
-Subwords: every base token id ``i`` is written as the character ``chr(CHAR_BASE + i)`` and each
-bar is one sentencepiece sentence, so learned merges never cross a bar line. Only REMI has Bar
-tokens: with TSD, MIDILike and Structured a whole tune is one sentence and pieces may span bars.
-Decoding subword ids gives back exactly the base tokens.
+base-token sequences to sentencepiece subword ids (:mod:`melodylm.tokenizer.subwords`).
 """
 
 from __future__ import annotations
@@ -22,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.errors import DataError, UserError
+from melodylm.tokenizer import miditok_adapter, subwords
+from melodylm.tokenizer.subwords import CHAR_BASE, SUBWORDS  # noqa: F401  (part of the tokenizer's API)
 
 FORMAT = "melodylm.tokenizer"
 FORMAT_VERSION = 1
 # Single-vocabulary miditok tokenizations (CPWord, Octuple, MuMIDI use several vocabularies).
 SCHEMES = ("REMI", "TSD", "MIDILike", "Structured")
-SUBWORDS = ("none", "bpe", "unigram")
 SPECIAL = ("PAD", "BOS", "EOS")
-CHAR_BASE = 0x4E00  # CJK ideographs: one script, no normalisation surprises, no whitespace
 
 
 @dataclass
@@ -44,7 +39,9 @@ class TokenizerSettings:
     num_velocities: int = 8
     use_rests: bool = True
     use_chords: bool = True
-    use_time_signatures: bool = True  # without them REMI assumes 4/4 bars (field notes)
+    # Without them REMI assumes 4/4 bars: 24 quarter notes in 3/4 encode to 6 Bar tokens instead
+    # of 8 (miditok 3.1.0, a synthetic scale through encode_score).
+    use_time_signatures: bool = True
     time_signatures: tuple[tuple[int, tuple[int, ...]], ...] = (
         (8, (3, 6, 9, 12)), (4, (1, 2, 3, 4, 5, 6)), (2, (1, 2, 3, 4)))
 
@@ -125,6 +122,7 @@ class MelodyTokenizer:
             raise UserError(f"unknown tokenization {self.settings.scheme!r}; choose one of {', '.join(SCHEMES)}")
         cls = getattr(miditok, self.settings.scheme)
         self.base = cls(self.settings.miditok_config())
+        miditok_adapter.check(self.base)
         vocab = self.base.vocab
         inv = sorted(vocab, key=vocab.get)
         if self.base_vocab is not None and list(self.base_vocab) != inv:
@@ -177,7 +175,7 @@ class MelodyTokenizer:
         cfg = self.base.config
         # Chord detection is ~40% of miditok's encode time and finds nothing in a melody whose
         # onsets are spread out: skip it then (same tokens, checked against plain miditok in tests).
-        skip_chords = cfg.use_chords and not may_hold_chords(score, self.base._first_beat_res)
+        skip_chords = cfg.use_chords and not may_hold_chords(score, miditok_adapter.first_beat_res(self.base))
         if skip_chords:
             cfg.use_chords = False
         try:
@@ -208,87 +206,36 @@ class MelodyTokenizer:
         return score
 
     # --- subwords -----------------------------------------------------------------------------
-    def _char(self, base_id: int) -> str:
-        return chr(CHAR_BASE + int(base_id))
+    @property
+    def _specials(self) -> tuple[int, int, int]:
+        return (self.pad_id_base, self.bos_id_base, self.eos_id_base)
 
-    def _bars(self, base_ids: np.ndarray) -> list[np.ndarray]:
-        """Split a base sequence before every Bar token (merges never cross a bar)."""
-        cuts = np.flatnonzero(np.isin(base_ids, self._bar_ids))
-        cuts = cuts[cuts > 0]
-        return [p for p in np.split(base_ids, cuts) if len(p)]
+    def _char(self, base_id: int) -> str:
+        return subwords.to_char(base_id)
 
     def _load_sp(self, model: bytes) -> None:
-        import sentencepiece as spm
-
-        self._sp = spm.SentencePieceProcessor(model_proto=model)
-        unk = self._sp.unk_id()
-        # piece text per id, "" for the unknown piece, so decoding is a table look-up
-        self._pieces = ["" if i == unk else self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+        self._sp, self._pieces = subwords.load(model)
 
     def train_subwords(self, sequences, kind: str, vocab_size: int, seed: int = 0) -> None:
         """Learn sentencepiece subwords over base-token sequences (the training split)."""
-        import io
-        import sentencepiece as spm
-
-        if kind not in SUBWORDS[1:]:
-            raise UserError(f"--subword must be one of {', '.join(SUBWORDS)}")
-        n_base = self.base_vocab_size
-        if vocab_size <= n_base:
-            raise UserError(f"--vocab-size {vocab_size} must exceed the {n_base} base tokens")
-
-        def sentences():
-            # Every base token once on its own, so each is a piece even if training data lacks it.
-            for i in range(n_base):
-                if i not in (self.pad_id_base, self.bos_id_base, self.eos_id_base):
-                    yield self._char(i)
-            for seq in sequences:
-                for bar in self._bars(np.asarray(seq)):
-                    yield "".join(self._char(i) for i in bar)
-
-        specials = [self._char(i) for i in (self.pad_id_base, self.bos_id_base, self.eos_id_base)]
-        buf = io.BytesIO()
-        spm.set_random_generator_seed(seed)  # a process-wide setting: TrainerSpec has no seed field
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=sentences(), model_writer=buf, model_type=kind,
-                vocab_size=vocab_size, character_coverage=1.0, normalization_rule_name="identity",
-                add_dummy_prefix=False, remove_extra_whitespaces=False, split_by_whitespace=False,
-                split_by_unicode_script=False, max_sentencepiece_length=16, byte_fallback=False,
-                user_defined_symbols=specials, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-                hard_vocab_limit=False, num_threads=1,
-                max_sentence_length=1 << 16, minloglevel=2, train_extremely_large_corpus=False,
-            )
-        except RuntimeError as e:
-            raise UserError(f"sentencepiece could not learn {vocab_size} subwords: {e}") from None
-        self.subword, self.sp_model = kind, buf.getvalue()
+        model = subwords.train(sequences, kind, vocab_size, self.base_vocab_size, self._specials,
+                               self._bar_ids, seed)
+        self.subword, self.sp_model = kind, model
         self._load_sp(self.sp_model)
-
-    def _text(self, base_ids: np.ndarray) -> str:
-        """The base ids as one string of ``chr(CHAR_BASE + id)`` characters."""
-        return (np.asarray(base_ids, dtype=np.int64) + CHAR_BASE).astype("<u4").tobytes().decode("utf-32-le")
 
     def encode_ids(self, base_ids) -> np.ndarray:
         """Model ids of a base sequence: subword ids, or the base ids themselves."""
         base_ids = np.asarray(base_ids, dtype=np.int64)
         if self._sp is None:
             return base_ids
-        text = self._text(base_ids)
-        cuts = np.flatnonzero(np.isin(base_ids, self._bar_ids))
-        bounds = [0, *cuts[cuts > 0].tolist(), len(text)]
-        out: list[int] = []
-        for a, b in zip(bounds[:-1], bounds[1:]):  # one call per bar: faster than a batched call here
-            if b > a:
-                out.extend(self._sp.encode(text[a:b]))
-        return np.asarray(out, dtype=np.int64)
+        return subwords.encode(self._sp, base_ids, self._bar_ids)
 
     def decode_ids(self, ids) -> np.ndarray:
         """Base ids of model ids (inverse of :meth:`encode_ids`); unknown pieces are dropped."""
         ids = np.asarray(ids, dtype=np.int64)
         if self._sp is None:
             return ids
-        table = self._pieces
-        chars = "".join([table[i] for i in ids.tolist() if 0 <= i < len(table)])
-        return np.frombuffer(chars.encode("utf-32-le"), dtype="<u4").astype(np.int64) - CHAR_BASE
+        return subwords.decode(self._pieces, ids)
 
     # --- serialization ------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -1,0 +1,205 @@
+"""Logits -> token, and the generation loop over model states: one loop for every architecture.
+
+:func:`pick_tokens` draws one id per row of logits (temperature, top-k, top-p).
+:func:`generate_ids` runs the loop: it talks to models only through ``init_state`` /
+``prefill`` / ``decode`` (or, with ``use_cache=False``, through ``forward`` on the last
+``max_context`` tokens); the GPT's KV cache, the LSTM's state and the bi-LSTM's window live
+inside the state object, which is made of batch-first tensors, so finished sequences are simply
+dropped from it. The tokenizer's :class:`~melodylm.tokenizer.grammar.Grammar` masks the ids
+that may not come next, so every sequence decodes to MIDI. What the loop returns are model ids
+(:class:`GeneratedIds`); :mod:`melodylm.generate` turns them into melodies and files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from melodylm.tokenizer.grammar import Grammar
+
+STOP_REASONS = ("running", "eos", "max_tokens", "max_notes", "max_bars")
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> torch.Tensor:
+    """Temperature, then top-k, then nucleus (top-p) filtering of ``(B, V)`` logits.
+
+    ``top_k`` of 0 or ``None`` and ``top_p`` of 1 or ``None`` keep every token. Tokens already at
+    ``-inf`` (masked by the grammar) stay there and take no share of the nucleus.
+    """
+    logits = logits.float() / max(temperature, 1e-8)
+    if top_k and top_k < logits.size(-1):
+        kth = torch.topk(logits, int(top_k), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the mass before it already reaches top_p (the first token always stays)
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def pick_tokens(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of ``(B, V)`` logits: greedy for ``top_k=1``, else a sample.
+
+    Sampling divides the probabilities by exponential noise and takes the largest: the same
+    distribution as ``torch.multinomial`` in one kernel without a host round trip.
+    """
+    if top_k == 1:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator).clamp_min_(1e-30)
+    return (probs / noise).argmax(dim=-1)
+
+
+def _select(state: Any, rows: torch.Tensor) -> Any:
+    """Keep sequences ``rows`` of a model state (batch-first tensors, in tuples, lists or dicts)."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, rows)
+    if isinstance(state, dict):
+        return {k: _select(v, rows) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return type(state)(_select(v, rows) for v in state)
+    return state
+
+
+@dataclass
+class GeneratedIds:
+    """What the loop gives for one sequence: its new model ids, and why it stopped."""
+
+    ids: np.ndarray  # new model ids, the end token excluded
+    stop: str  # eos | max_tokens | max_notes | max_bars
+
+
+@torch.no_grad()
+def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256, prompt: list[int] | None = None,
+                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                     generator: torch.Generator | None = None, device: str | torch.device = "cpu", *,
+                     constrain: bool = True, max_notes: int | None = None, max_bars: int | None = None,
+                     use_cache: bool = True, ignore_eos: bool = False, prompt_base: list[int] | None = None,
+                     grammar: Grammar | None = None) -> list[GeneratedIds]:
+    """Generate ``n`` continuations of ``prompt`` (model ids; BOS is prepended when missing) in one batch.
+
+    Prefill once, then one token per step for every sequence still running; a sequence stops
+    at the end token or at the first limit reached, and leaves the batch. ``max_new_tokens``
+    caps the new tokens (``None``: no cap, so set another limit); ``max_notes`` / ``max_bars``
+    count new notes / Bar tokens (a bar beyond ``max_bars`` ends the sequence instead of starting).
+
+    ``constrain`` masks ids the grammar forbids (see :class:`Grammar`); ``prompt_base`` (the
+    prompt's base tokens) sets the grammar's starting state and defaults to decoding ``prompt``.
+    ``use_cache=False`` recomputes ``forward`` on the last ``max_context`` tokens at every step
+    (a reference and a benchmark baseline). ``ignore_eos`` never ends before ``max_new_tokens``
+    (benchmarks).
+    """
+    dev = torch.device(device)
+    bos, eos = tokenizer.bos_id, tokenizer.eos_id
+    prompt = [int(i) for i in (prompt or [])]
+    if not prompt or prompt[0] != bos:
+        prompt = [bos] + prompt
+    if prompt_base is None:
+        prompt_base = tokenizer.decode_ids(prompt[1:]).tolist()
+    if grammar is None or grammar.device != dev:
+        grammar = Grammar(tokenizer, dev)
+    g = grammar
+    if max_bars is not None and not g.has_pos:
+        raise ValueError(f"max_bars: {tokenizer.settings.scheme} has no bars to count")
+    limit = max_new_tokens if max_new_tokens is not None else 1 << 62
+    track = constrain or max_notes is not None or max_bars is not None
+    st = g.start(n, prompt_base) if track else {}
+
+    P = len(prompt)
+    rows = torch.arange(n, device=dev)  # original index of each sequence in the batch
+    live = torch.ones(n, dtype=torch.bool, device=dev)  # finished ones are fed EOS until the next compaction
+    stop = torch.zeros(n, dtype=torch.long, device=dev)
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, ids or -1) of each step
+    idx = torch.tensor([prompt], dtype=torch.long, device=dev).expand(n, P)
+    ctx = getattr(model, "max_context", None)
+    if use_cache:
+        state = model.init_state(n, dev)
+        logits, state = model.prefill(idx, state)
+    else:
+        seq = idx.clone()
+        logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
+    extra = logits.size(-1) - g.V  # ids the tokenizer does not know (none for a trained checkpoint)
+    eos_col = torch.tensor([eos], device=dev)
+    t = 0
+    while t < limit:
+        remaining_after = limit - t - 1
+        lg = logits.float()
+        if constrain:
+            ok = g.allowed(st, remaining_after, max_notes, allow_eos=not ignore_eos)
+            if extra > 0:
+                ok = torch.cat([ok, ok.new_zeros(ok.size(0), extra)], dim=1)
+            lg = lg.masked_fill(~ok, float("-inf"))
+        elif ignore_eos:
+            lg = lg.index_fill(1, eos_col, float("-inf"))
+        nxt = pick_tokens(lg, temperature, top_k, top_p, generator)  # (B,)
+        nxt = torch.where(live, nxt, eos)
+        if track:
+            nxt_g = nxt.clamp_max(g.V - 1)
+            new_st, bad = g.step(st, nxt_g)
+            if constrain and g.has_sim:
+                # A piece with a Position after a Rest inside was drawn where it sends time back:
+                # forbid it and draw again (exact: the draw is conditioned on the allowed set).
+                for _ in range(g.V):
+                    if not bool(bad.any()):
+                        break
+                    lg[bad, nxt_g[bad]] = float("-inf")
+                    redraw = pick_tokens(lg[bad], temperature, top_k, top_p, generator)
+                    nxt = nxt.masked_scatter(bad, redraw)
+                    nxt_g = nxt.clamp_max(g.V - 1)
+                    new_st, bad = g.step(st, nxt_g)
+        why = (nxt == eos).long()
+        if track:
+            if constrain and max_notes is not None:
+                why = torch.where((nxt == eos) & (st["notes"] >= max_notes), 3, why)
+            if max_bars is not None:  # a bar beyond the limit (a Bar, or a rest over the bar line) is the end
+                why = torch.where((why == 0) & (g.new_bars(new_st) > max_bars), 4, why)
+            if max_notes is not None and not constrain:
+                why = torch.where((why == 0) & (new_st["notes"] > max_notes), 3, why)
+            st = new_st
+        ended = (why > 0) & live
+        nxt = torch.where(ended, eos, nxt)
+        steps.append((rows, torch.where(live & ~ended, nxt, -1)))
+        t += 1
+        if t == limit:
+            stop[rows] = torch.where(ended, why, torch.where(live, 2, stop[rows]))
+            break
+        if bool(ended.any()):
+            stop[rows[ended]] = why[ended]
+            live = live & ~ended
+            dead = int((~live).sum())
+            if dead == live.numel():
+                break
+            if 4 * dead >= live.numel():  # drop finished sequences once they are a quarter of the batch
+                keep = torch.nonzero(live).squeeze(1)
+                rows, nxt, live = rows[keep], nxt[keep], live[keep]
+                st = {k: v.index_select(0, keep) for k, v in st.items()}
+                if use_cache:
+                    state = _select(state, keep)
+                else:
+                    seq = seq.index_select(0, keep)
+        if use_cache:
+            logits, state = model.decode(nxt[:, None], state)
+        else:
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
+    if limit == 0:
+        stop.fill_(2)
+    out: list[list[int]] = [[] for _ in range(n)]
+    if steps:
+        all_rows = torch.cat([r for r, _ in steps]).tolist()
+        all_ids = torch.cat([i for _, i in steps]).tolist()
+        for r, i in zip(all_rows, all_ids):
+            if i >= 0:
+                out[r].append(i)
+    return [GeneratedIds(np.asarray(ids, dtype=np.int64), STOP_REASONS[why]) for ids, why in zip(out, stop.tolist())]
+
+
+__all__ = ["GeneratedIds", "STOP_REASONS", "filter_logits", "generate_ids", "pick_tokens"]
