@@ -131,7 +131,7 @@ def _abc_title(tune: str) -> str:
 # --- from a music21 score to note events ------------------------------------------------------
 
 @dataclass
-class Melody:
+class TuneNotes:
     """One tune as MIDI-ready data: notes in ticks at :data:`TICKS_PER_BEAT` and its metadata."""
 
     title: str
@@ -201,7 +201,7 @@ def _note_tie(note, chord) -> str | None:
     return tie.type if tie is not None else None
 
 
-def melody_from_score(score, title: str = "", title_from_part: bool = False) -> Melody:
+def melody_from_score(score, title: str = "", title_from_part: bool = False) -> TuneNotes:
     """Extract the melody of a music21 score (or part) as tick-exact note events.
 
     Chords keep all their notes (choosing one line is the tokenizer's job). Grace notes are
@@ -259,7 +259,7 @@ def melody_from_score(score, title: str = "", title_from_part: bool = False) -> 
 
     mm = _first_of(part, score, tempo.MetronomeMark)
     qpm = mm.getQuarterBPM() if mm is not None else None
-    return Melody(
+    return TuneNotes(
         title=title,
         notes=events,  # type: ignore[arg-type]
         time_signature=_time_signature(_first_of(part, score, meter.TimeSignature)),
@@ -277,7 +277,7 @@ def _ascii(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
 
 
-def write_midi(melody: Melody, path: Path) -> None:
+def write_midi(melody: TuneNotes, path: Path) -> None:
     """Write a melody as a one-track MIDI file at :data:`TICKS_PER_BEAT` ticks per beat."""
     import mido
 

@@ -3,7 +3,7 @@
 Everything here works on :class:`symusic.Score` objects and plain numpy note arrays, never torch.
 A *melody* is a one-track score at the source file's resolution, with the source's tempo, time
 and key signatures. :func:`load_melody` is the single entry point the dataset code uses; it never
-raises for a bad file, it returns a :class:`Melody` with ``status`` and ``reason`` set instead.
+raises for a bad file, it returns a :class:`ChosenMelody` with ``status`` and ``reason`` set instead.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MAX_BEATS = 20_000  # about 2 hours at 160 bpm; more is not a melody
 
 
 @dataclass
-class Melody:
+class ChosenMelody:
     """The chosen melody of one file, or why there is none."""
 
     path: str
@@ -124,7 +124,7 @@ def load_melody(
     max_notes: int = MAX_NOTES,
     max_file_mb: float = MAX_FILE_MB,
     max_beats: int = MAX_BEATS,
-) -> Melody:
+) -> ChosenMelody:
     """Read a MIDI file and pick its melody. Never raises for a bad file.
 
     ``mode``: ``auto`` (melody track reduced by skyline), ``skyline`` (all non-drum tracks merged
@@ -134,7 +134,7 @@ def load_melody(
     import symusic
 
     path = str(path)
-    mel = Melody(path=path)
+    mel = ChosenMelody(path=path)
     try:
         size = Path(path).stat().st_size
     except OSError as e:
@@ -174,7 +174,7 @@ def load_melody(
     return select_melody(score, mode, mel, max_notes=max_notes, max_beats=max_beats)
 
 
-def select_melody(score, mode: str, mel: Melody, max_notes: int = MAX_NOTES, max_beats: int = MAX_BEATS) -> Melody:
+def select_melody(score, mode: str, mel: ChosenMelody, max_notes: int = MAX_NOTES, max_beats: int = MAX_BEATS) -> ChosenMelody:
     """Fill ``mel`` with the melody of ``score`` chosen by ``mode`` (see :func:`load_melody`)."""
     import symusic
 

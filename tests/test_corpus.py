@@ -11,7 +11,7 @@ from melodylm.corpus import (
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
     TICKS_PER_BEAT,
-    Melody,
+    TuneNotes,
     read_manifest,
     split_abc,
     write_midi,
@@ -96,7 +96,7 @@ def test_split_abc_without_x_lines():
 def test_write_midi_is_tick_exact(tmp_path):
     notes = [(0, 160, 60, 80), (160, 320, 62, 80), (320, 480, 64, 80), (960, 1920, 67, 90)]
     path = tmp_path / "m.mid"
-    write_midi(Melody("Café Tune", notes, (3, 4), "Em", 90.0), path)
+    write_midi(TuneNotes("Café Tune", notes, (3, 4), "Em", 90.0), path)
     mid = mido.MidiFile(str(path))
     assert mid.ticks_per_beat == TICKS_PER_BEAT and len(mid.tracks) == 1
     assert _notes(path) == [n[:3] for n in notes]
@@ -192,7 +192,7 @@ def test_midi_source_round_trips_exactly(tmp_path):
     notes = [(0, 180, 72, 80), (180, 240, 69, 80), (240, 400, 67, 80), (400, 480, 65, 80), (960, 1440, 64, 80)]
     src = tmp_path / "src"
     src.mkdir()
-    write_midi(Melody("Dotted", notes, (2, 4), "F", 120.0), src / "dotted.mid")
+    write_midi(TuneNotes("Dotted", notes, (2, 4), "F", 120.0), src / "dotted.mid")
     import_corpus([src], tmp_path / "out", workers=1, progress=False)
     (row,) = read_manifest(tmp_path / "out" / MANIFEST_NAME)
     assert (row["source"], row["title"]) == ("src/dotted.mid", "Dotted")
