@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     timings["sample"] = time.time() - t
 
     t = _step(5, total, "score: BLEU with baselines, copy detection, music metrics")
-    from melodylm.score import bleu_report, copy_report, metrics_report
+    from melodylm.reports import bleu_report, copy_report, metrics_report
 
     reference = f"{data_dir}:train"
     bleu = bleu_report(str(samples_dir), reference, weights="custom", seed=seed)

@@ -1,4 +1,8 @@
-"""Piano-roll pictures of melodies (numpy arrays for TensorBoard, PNG files for reports)."""
+"""Piano-roll pictures of melodies (numpy arrays for TensorBoard, PNG files for reports).
+
+Notes come from :func:`melodylm.midi.score_notes`; notes from ``split_beat`` on (a sample's
+continuation) are drawn in another colour than the prompt.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from melodylm.midi import notes_in_beats, score_notes
+
 PROMPT_RGB = (70, 110, 200)
 NEW_RGB = (220, 90, 60)
 
 
-def score_notes(score) -> np.ndarray:
-    """(N, 3) float array of (onset_beats, duration_beats, pitch) over all tracks of a symusic score."""
-    rows = []
-    tpq = score.ticks_per_quarter
-    for tr in score.tracks:
-        a = tr.notes.numpy()
-        rows.append(np.stack([a["time"] / tpq, a["duration"] / tpq, a["pitch"]], axis=1))
-    return np.concatenate(rows) if rows else np.zeros((0, 3))
-
-
 def pianoroll_array(score, split_beat: float | None = None, px_per_beat: int = 8, max_beats: float = 256) -> np.ndarray:
     """An RGB (H, W, 3) uint8 piano roll; notes from ``split_beat`` on are drawn in another colour."""
-    notes = score_notes(score)
+    notes = notes_in_beats(score_notes(score), int(score.ticks_per_quarter))
     if not len(notes):
         return np.full((16, 16, 3), 255, dtype=np.uint8)
     lo, hi = int(notes[:, 2].min()) - 2, int(notes[:, 2].max()) + 2
@@ -48,7 +44,7 @@ def save_pianoroll(score, path: str | Path, split_beat: float | None = None, tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    notes = score_notes(score)
+    notes = notes_in_beats(score_notes(score), int(score.ticks_per_quarter))
     fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
     for on, dur, p in notes:
         c = np.array(NEW_RGB if split_beat is not None and on >= split_beat else PROMPT_RGB) / 255

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from melodylm.metrics import copy as copy_mod
-from melodylm.metrics.copy import CopyIndex, Match, copy_report
+from melodylm.metrics.copy import CopyIndex, Match, longest_match_summary
 
 
 def _brute(train, sample) -> tuple[int, int]:
@@ -75,10 +75,10 @@ def test_suffix_array_matches_sorting():
         assert copy_mod._suffix_array(text).tolist() == expected
 
 
-def test_copy_report():
+def test_longest_match_summary():
     train = [list(range(40)), [7, 7, 7]]
     samples = [list(range(5, 25)), [100, 7, 7, 101], list(range(30, 40)) + [0, 1]]
-    report = copy_report(samples, CopyIndex(train), threshold=16)
+    report = longest_match_summary(samples, CopyIndex(train), threshold=16)
     assert report["lengths"] == [20, 2, 10]
     assert report["copied_share"] == 1 / 3
     assert report["max_length"] == 20 and report["median_length"] == 10

@@ -1,4 +1,4 @@
-"""melodylm.score: loading sets, BLEU beside baselines, copies and music statistics.
+"""melodylm.reports: loading sets, BLEU beside baselines, copies and music statistics.
 
 Sets are built in code: the shared tiny dataset (``tiny_dataset``), its tunes written back to
 MIDI, transposed copies, synthetic scales and random notes, each with a sidecar written here.
@@ -21,10 +21,10 @@ from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 from conftest import Part, scale, write_midi
 from melodylm.dataset import Dataset
 from melodylm.errors import UserError
-from melodylm.metrics.bleu import CUSTOM_WEIGHTS, corpus_bleu, random_like
+from melodylm.metrics.bleu import CUSTOM_WEIGHTS, corpus_bleu, matched_lengths, random_like
 from melodylm.metrics.music import METRICS
-from melodylm.score import (MelodyItem, bleu_report, copy_report, load_pair, load_set, matched_lengths,
-                            metrics_report, newest_samples, sequences)
+from melodylm.reports import (MelodyItem, bleu_report, copy_report, load_pair, load_set, metrics_report,
+                              newest_samples, sequences)
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def register_bleu(sub):
 
 
 def run_bleu(args) -> int:
-    from melodylm.score import bleu_and_copies
+    from melodylm.reports import bleu_and_copies
 
     flag, min_notes = ("--min-copy", args.min_copy) if args.min_copy is not None else ("--min-notes", args.min_notes)
     if min_notes is not None and min_notes < 1:
@@ -121,7 +121,7 @@ def register_copies(sub):
 
 
 def run_copies(args) -> int:
-    from melodylm.score import copy_report, newest_samples
+    from melodylm.reports import copy_report, newest_samples
 
     c = copy_report(args.samples or str(newest_samples()), args.reference or SCORE_REFERENCE,
                     min_notes=16 if args.min_notes is None else args.min_notes, unit=args.unit, melody=args.melody)
@@ -154,7 +154,7 @@ def register_metrics(sub):
 def run_metrics(args) -> int:
     from pathlib import Path
 
-    from melodylm.score import metrics_report, newest_samples
+    from melodylm.reports import metrics_report, newest_samples
 
     reference = args.reference
     if reference is None:

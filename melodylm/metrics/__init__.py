@@ -12,7 +12,7 @@ _EXPORTS = {
     "bleu": ("BleuReference", "CUSTOM_WEIGHTS", "bleu_signature", "compute_bleu", "corpus_bleu",
              "matched_lengths", "parse_weights", "random_like", "reference_fingerprint", "self_bleu",
              "sentence_bleu"),
-    "copy": ("CopyIndex", "Match", "copy_report"),
+    "copy": ("CopyIndex", "Match", "longest_match_summary"),
     "music": ("METRICS", "Note", "compare_sets", "kl_divergence", "melody_metrics", "overlapping_area",
               "plot_distributions", "set_metrics", "summary_table"),
 }

@@ -21,7 +21,7 @@ from itertools import chain
 
 import numpy as np
 
-__all__ = ["CopyIndex", "Match", "copy_report"]
+__all__ = ["CopyIndex", "Match", "longest_match_summary"]
 
 # Items compared per step of the common-prefix loop; arrays are padded by this much.
 _BLOCK = 16
@@ -193,8 +193,11 @@ def _in_shared_group(first: np.ndarray) -> np.ndarray:
     return np.bincount(group)[group] > 1 if first.size else first
 
 
-def copy_report(samples: Sequence[Sequence[Hashable]], index: CopyIndex, threshold: int = 16) -> dict:
-    """How much the samples copy from training.
+def longest_match_summary(samples: Sequence[Sequence[Hashable]], index: CopyIndex, threshold: int = 16) -> dict:
+    """How much the samples copy from training: their longest matches in ``index``, summarised.
+
+    Works on any item sequences; :func:`melodylm.reports.copy_report` is the report on sets of
+    melodies (notes, beats, reference names) built on :class:`CopyIndex`.
 
     Returns:
         ``threshold``; ``n_samples``; ``copied_share``: share of samples whose longest verbatim
