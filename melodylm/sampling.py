@@ -139,31 +139,13 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
             lg = lg.masked_fill(~ok, float("-inf"))
         elif ignore_eos:
             lg = lg.index_fill(1, eos_col, float("-inf"))
-        nxt = pick_tokens(lg, temperature, top_k, top_p, generator)  # (B,)
-        nxt = torch.where(live, nxt, eos)
+        nxt = torch.where(live, pick_tokens(lg, temperature, top_k, top_p, generator), eos)  # (B,)
         if track:
-            nxt_g = nxt.clamp_max(g.V - 1)
-            new_st, bad = g.step(st, nxt_g)
-            if constrain and g.has_sim:
-                # A piece with a Position after a Rest inside was drawn where it sends time back:
-                # forbid it and draw again (exact: the draw is conditioned on the allowed set).
-                for _ in range(g.V):
-                    if not bool(bad.any()):
-                        break
-                    lg[bad, nxt_g[bad]] = float("-inf")
-                    redraw = pick_tokens(lg[bad], temperature, top_k, top_p, generator)
-                    nxt = nxt.masked_scatter(bad, redraw)
-                    nxt_g = nxt.clamp_max(g.V - 1)
-                    new_st, bad = g.step(st, nxt_g)
-        why = (nxt == eos).long()
-        if track:
-            if constrain and max_notes is not None:
-                why = torch.where((nxt == eos) & (st["notes"] >= max_notes), 3, why)
-            if max_bars is not None:  # a bar beyond the limit (a Bar, or a rest over the bar line) is the end
-                why = torch.where((why == 0) & (g.new_bars(new_st) > max_bars), 4, why)
-            if max_notes is not None and not constrain:
-                why = torch.where((why == 0) & (new_st["notes"] > max_notes), 3, why)
+            nxt, new_st = _step_grammar(g, st, nxt, lg, constrain, (temperature, top_k, top_p, generator))
+            why = _stop_reasons(g, st, new_st, nxt, eos, constrain, max_notes, max_bars)
             st = new_st
+        else:
+            why = (nxt == eos).long()
         ended = (why > 0) & live
         nxt = torch.where(ended, eos, nxt)
         steps.append((rows, torch.where(live & ~ended, nxt, -1)))
@@ -192,6 +174,45 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
             logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
     if limit == 0:
         stop.fill_(2)
+    return _collect(steps, stop, n)
+
+
+def _step_grammar(g: Grammar, st: dict, nxt: torch.Tensor, lg: torch.Tensor, constrain: bool,
+                  draw: tuple) -> tuple[torch.Tensor, dict]:
+    """The grammar states after the drawn ids, redrawing ids that the grammar rejects on stepping.
+
+    A piece with a Position after a Rest inside can only be checked by running it: where it
+    sends time back it is forbidden and drawn again (exact: the draw is conditioned on the
+    allowed set). ``draw``: (temperature, top_k, top_p, generator) of :func:`pick_tokens`.
+    """
+    nxt_g = nxt.clamp_max(g.V - 1)
+    new_st, bad = g.step(st, nxt_g)
+    if constrain and g.has_sim:
+        for _ in range(g.V):
+            if not bool(bad.any()):
+                break
+            lg[bad, nxt_g[bad]] = float("-inf")
+            nxt = nxt.masked_scatter(bad, pick_tokens(lg[bad], *draw))
+            nxt_g = nxt.clamp_max(g.V - 1)
+            new_st, bad = g.step(st, nxt_g)
+    return nxt, new_st
+
+
+def _stop_reasons(g: Grammar, st: dict, new_st: dict, nxt: torch.Tensor, eos: int, constrain: bool,
+                  max_notes: int | None, max_bars: int | None) -> torch.Tensor:
+    """Index into :data:`STOP_REASONS` of why each sequence ends at this token (0: it goes on)."""
+    why = (nxt == eos).long()
+    if constrain and max_notes is not None:
+        why = torch.where((nxt == eos) & (st["notes"] >= max_notes), 3, why)
+    if max_bars is not None:  # a bar beyond the limit (a Bar, or a rest over the bar line) is the end
+        why = torch.where((why == 0) & (g.new_bars(new_st) > max_bars), 4, why)
+    if max_notes is not None and not constrain:
+        why = torch.where((why == 0) & (new_st["notes"] > max_notes), 3, why)
+    return why
+
+
+def _collect(steps: list[tuple[torch.Tensor, torch.Tensor]], stop: torch.Tensor, n: int) -> list[GeneratedIds]:
+    """Each sequence's ids from the per-step (rows, ids or -1) records, with its stop reason."""
     out: list[list[int]] = [[] for _ in range(n)]
     if steps:
         all_rows = torch.cat([r for r, _ in steps]).tolist()

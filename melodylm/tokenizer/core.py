@@ -18,7 +18,7 @@ import numpy as np
 
 from melodylm.errors import DataError, UserError
 from melodylm.tokenizer import miditok_adapter, subwords
-from melodylm.tokenizer.subwords import CHAR_BASE, SUBWORDS  # noqa: F401  (part of the tokenizer's API)
+from melodylm.tokenizer.subwords import CHAR_BASE, SUBWORDS
 
 FORMAT = "melodylm.tokenizer"
 FORMAT_VERSION = 1
@@ -277,3 +277,7 @@ class MelodyTokenizer:
 
     def fingerprint(self) -> str:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+__all__ = ["CHAR_BASE", "FORMAT", "FORMAT_VERSION", "SCHEMES", "SPECIAL", "SUBWORDS", "MelodyTokenizer",
+           "TokenizerSettings", "may_hold_chords"]
