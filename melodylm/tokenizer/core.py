@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.errors import DataError, UserError
-from melodylm.tokenizer import miditok_adapter, subwords
+import melodylm.tokenizer.miditok_adapter as miditok_adapter
+import melodylm.tokenizer.subwords as subwords
 from melodylm.tokenizer.subwords import CHAR_BASE, SUBWORDS
 
 FORMAT = "melodylm.tokenizer"

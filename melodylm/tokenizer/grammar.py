@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from melodylm.tokenizer import miditok_adapter
+import melodylm.tokenizer.miditok_adapter as miditok_adapter
 
 # Token types that only complete the token before them: a sequence never starts with one.
 _COMPLETING = {"Duration", "Velocity", "NoteOff", "DrumOff"}
