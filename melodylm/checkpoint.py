@@ -166,7 +166,7 @@ def build_payload(*, model_config: dict, model: dict, tokenizer: dict, train_con
 
     ``best.pt`` needs only the first group (enough to sample and evaluate). ``last.pt`` also gets
     ``trainer`` (the loop's counters: step, best_val, evals_without_gain, elapsed, tokens_seen,
-    history, train_loss), ``optimizer``/``scaler`` state dicts and ``rng``, one
+    history, train_loss, step_s, eval_s), ``optimizer``/``scaler`` state dicts and ``rng``, one
     :func:`rng_state` per process in rank order.
     """
     p: dict[str, Any] = {"model_config": model_config, "model": model, "tokenizer": tokenizer,
@@ -223,7 +223,7 @@ def trainer_state(ckpt: dict) -> dict[str, Any]:
     train_loss = tr.get("train_loss", history[-1]["train_loss"] if history else float("nan"))
     return {"step": tr["step"], "best_val": tr["best_val"], "evals_without_gain": tr["evals_without_gain"],
             "elapsed": tr["elapsed"], "tokens_seen": tr["tokens_seen"], "history": history,
-            "train_loss": train_loss}
+            "train_loss": train_loss, "step_s": tr.get("step_s", 0.0), "eval_s": tr.get("eval_s", 0.0)}
 
 
 # --- reading a loaded checkpoint --------------------------------------------------------------

@@ -125,17 +125,18 @@ class TrainState:
     tokens_seen: int = 0
     history: list = field(default_factory=list)  # {"step", "train_loss", "val_loss"} per evaluation
     train_loss: float = float("nan")  # of the newest step
+    # A time budget stops when one more step and the final evaluation would not fit: a resumed
+    # run needs both durations to make the same decision.
+    step_s: float = 0.0  # seconds of the newest step
+    eval_s: float = 0.0  # seconds of the newest evaluation + checkpoint (0 before the first)
     # not saved: how this process is doing
     saved_step: int | None = None  # step of the newest last.pt
-    start_step: int = 0  # step this process started at
-    step_s: float = 0.0  # seconds of the newest step
-    eval_s: float = 0.0  # seconds of the newest evaluation + checkpoint (an estimate before the first)
     stopped: str = "max_steps"
 
     def saved(self) -> dict:
         return {"step": self.step, "best_val": self.best_val, "evals_without_gain": self.evals_without_gain,
                 "elapsed": self.elapsed, "tokens_seen": self.tokens_seen, "history": self.history,
-                "train_loss": self.train_loss}
+                "train_loss": self.train_loss, "step_s": self.step_s, "eval_s": self.eval_s}
 
 
 @dataclass
@@ -306,7 +307,6 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
         ckpts.restore_training(last, raw_model, optimizer, scaler)
         state = TrainState(**ckpts.trainer_state(last), saved_step=ckpts.saved_step(last))
         ckpts.restore_rng(last, batches.rng, rank, world, device)
-    state.start_step = state.step
 
     model = torch.compile(raw_model) if cfg.compile else raw_model
     if ddp:
@@ -378,8 +378,8 @@ def loop(run: Run, state: TrainState, flag: StopFlag, bar) -> None:
             state.stopped = "interrupted"
             return
         # Stop when the next step and the final evaluation would not fit in the budget; the first
-        # step of a process always runs, so a tiny budget still trains.
-        if cfg.max_time and (elapsed >= cfg.max_time or (state.step > state.start_step and projected >= cfg.max_time)):
+        # step of a run always runs, so a tiny budget still trains.
+        if cfg.max_time and state.step > 0 and projected >= cfg.max_time:
             state.stopped = "max_time"
             if state.step > 0 and (not state.history or state.history[-1]["step"] != state.step):
                 evaluate_and_save(run, state)  # so best.pt and last.pt reflect the whole budget

@@ -29,12 +29,13 @@ pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"
               pytest.mark.usefixtures("torch_one_thread")]
 
 
-def train_argv(data: Path, out: Path, max_steps: int, *extra: str) -> list[str]:
-    # eval_interval 1: a checkpoint after every step, so kills often land in a write
+def train_argv(data: Path, out: Path, max_steps: int, *extra: str, decay_steps: int | None = None) -> list[str]:
+    # eval_interval 1: a checkpoint after every step, so kills often land in a write. A resumed
+    # run must ask for the schedule it started with (resume refuses another), hence decay_steps.
     return ["train", str(data), "-o", str(out), "--arch", "gpt", "--size", "tiny", "--batch-size", "4",
             "--max-steps", str(max_steps), "--eval-interval", "1", "--device", "cpu", "--no-progress",
             "--seed", "3", "--set", "eval_batches=1", "--set", "sample_tokens=0", "--set", "warmup_steps=2",
-            "--set", f"lr_decay_steps={max_steps}", "--set", "dropout=0.2", *extra]
+            "--set", f"lr_decay_steps={decay_steps or max_steps}", "--set", "dropout=0.2", *extra]
 
 
 def start(argv: list[str]) -> subprocess.Popen:
@@ -82,7 +83,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tiny_dataset, tmp_path, capsy
 
     # resume to a nearby target, in-process, then compare with one uninterrupted run of the same length
     target = min(total, stopped + 3)
-    assert main(train_argv(tiny_dataset, out, target, "--resume")) == 0
+    assert main(train_argv(tiny_dataset, out, target, "--resume", decay_steps=total)) == 0
     capsys.readouterr()
     resumed = load_checkpoint(out / "last.pt")
     assert resumed["step"] == target
@@ -130,7 +131,7 @@ def test_kill_9_at_random_times_keeps_a_loadable_checkpoint(tiny_dataset, tmp_pa
     while int(time.time()) <= newest:
         time.sleep(0.05)
     target = steps_seen[-1] + 2
-    assert main(train_argv(tiny_dataset, out, target, "--resume")) == 0
+    assert main(train_argv(tiny_dataset, out, target, "--resume", decay_steps=total)) == 0
     capsys.readouterr()
     final = load_checkpoint(out / "last.pt")
     assert final["step"] == target

@@ -313,3 +313,187 @@ def test_exploding_learning_rate_never_saves_broken_weights(tiny_dataset, tmp_pa
     if not (out / "last.pt").exists():
         assert "no checkpoint" in msg
 
+
+
+# --- what resume honours, refuses and reports ------------------------------------------------------
+def test_resume_refuses_what_it_cannot_honour(tiny_dataset, make_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(cli_args(tiny_dataset, out, "--arch", "lstm")) == 0
+    capsys.readouterr()
+    other = make_dataset(split=(0.7, 0.2, 0.1))  # the same files, other tunes in train
+    refused = [
+        (["--lr", "0.01"], "learning_rate (--lr) 0.01 differs from the run's 0.001"),
+        (["--set", "n_layer=3"], "n_layer 3 differs from the run's"),
+        (["--batch-size", "8"], "batch_size (--batch-size) 8 differs"),
+        (["--arch", "gpt"], "arch (--arch) 'gpt' differs"),
+    ]
+    for extra, words in refused:
+        msg = one_line_error(capsys, ["train", "-o", str(out), "--resume", "--max-steps", "5", "--no-progress",
+                                      "--device", "cpu", *extra])
+        assert words in msg and "--init" in msg, (extra, msg)
+    msg = one_line_error(capsys, ["train", str(other), "-o", str(out), "--resume", "--no-progress"])
+    assert "is not the dataset" in msg and str(tiny_dataset) in msg and "--init" in msg
+    assert load_checkpoint(out / "last.pt")["step"] == 3  # nothing trained by a refused resume
+    # what it honours: stopping criteria and evaluation cadence; the run's own values otherwise
+    assert main(cli_args(tiny_dataset, out, "--arch", "lstm", "--resume", "--max-steps", "6", "--eval-interval",
+                         "1")) == 0
+    capsys.readouterr()
+    assert [h["step"] for h in history(out)] == [3, 4, 5, 6]
+    from melodylm.train import RESUME_HELP, RESUME_HONOURS
+
+    for key in RESUME_HONOURS:
+        assert key.replace("_", "-") in RESUME_HELP or key in RESUME_HELP, key
+    assert "--init" in RESUME_HELP
+
+
+def test_resume_max_time_counts_from_now_and_no_loss_reads_none(tiny_dataset, tmp_path, capsys):
+    from melodylm.train import summary_line
+
+    out = tmp_path / "run"
+    first = run(tiny_dataset, out, arch="lstm", max_steps=100_000, max_time=1.0, eval_interval=10_000)
+    assert first["stopped"] == "max_time" and first["steps"] > 0
+    trained = load_checkpoint(out / "last.pt")["trainer"]["elapsed"]
+    # without --max-time the run's own budget is spent: no new step, but a real loss to report
+    again = train(TrainConfig(out_dir=str(out), device="cpu"), resume=True, progress=False)
+    assert again["steps"] == first["steps"] and again["train_loss"] == first["train_loss"]
+    assert "None" not in summary_line(again)
+    # --max-time 1 on resume: one more second of training
+    more = train(TrainConfig(out_dir=str(out), device="cpu", max_time=1.0), resume=True, progress=False)
+    assert more["steps"] > first["steps"] and more["stopped"] == "max_time"
+    budget = load_checkpoint(out / "last.pt")["train_config"]["max_time"]
+    assert budget == pytest.approx(trained + 1.0)
+    line = summary_line({**more, "train_loss": None, "best_val_loss": None})
+    assert "None" not in line and "n/a" in line
+
+
+def test_time_budget_schedule_warms_up_and_decays_within_the_budget(tiny_dataset, tmp_path, capsys):
+    """With --max-time the schedule follows the clock: warmup and cosine both end inside the budget."""
+    out = tmp_path / "run"
+    peak, budget = 2e-3, 2.0
+    s = run(tiny_dataset, out, arch="lstm", max_steps=100_000, max_time=budget, eval_interval=10_000,
+            learning_rate=peak, warmup_steps=1_000_000, warmup_frac=0.2, log_interval=1, sample_tokens=0)
+    lrs = [v for _, v in scalars_by_file(out, "train/lr")]
+    assert len(lrs) == s["steps"] > 10
+    assert lrs[0] < 0.2 * peak  # warming up: 1,000,000 warmup steps would never end, the clock does
+    assert max(lrs) == pytest.approx(peak, rel=0.05)
+    assert lrs[-1] < 0.3 * peak  # the cosine has (nearly) reached its end with the budget
+    # the final evaluation and checkpoint fit in the budget, or the output says what they took
+    err = capsys.readouterr().err
+    assert s["seconds"] <= budget or "final evaluation and checkpoint took" in err
+
+    # a resumed run continues the curve from the saved clock instead of warming up again
+    saved = load_checkpoint(out / "last.pt")
+    more = train(TrainConfig(out_dir=str(out), device="cpu", max_time=budget), resume=True, progress=False)
+    assert more["steps"] > s["steps"]
+    from melodylm.train import TrainConfig as TC, lr_at
+
+    cfg = TC.from_dict(load_checkpoint(out / "last.pt")["train_config"])
+    resumed_first = scalars_by_file(out, "train/lr")[s["steps"]][1]
+    expected = lr_at(saved["step"], cfg, saved["trainer"]["elapsed"])
+    assert resumed_first == pytest.approx(expected, rel=0.1)
+    assert 0.3 * peak < resumed_first < peak  # mid-cosine of the doubled budget, not a new warmup
+
+
+def test_lr_schedule_by_time_is_a_function_of_the_elapsed_fraction():
+    from melodylm.train import lr_at
+
+    cfg = TrainConfig(max_time=100.0, max_steps=10**9, warmup_frac=0.1, warmup_steps=10**9, learning_rate=1.0,
+                      min_lr_ratio=0.1)
+    assert lr_at(0, cfg, 5.0) == pytest.approx(0.5)  # half way through warmup
+    assert lr_at(0, cfg, 10.0) == pytest.approx(1.0)
+    assert lr_at(0, cfg, 55.0) == pytest.approx(0.55)  # cosine midpoint: min + (1 - min) / 2
+    assert lr_at(0, cfg, 100.0) == pytest.approx(0.1) == lr_at(0, cfg, 150.0)
+    # lr_decay_steps set: the step schedule, as before
+    steps = TrainConfig(max_time=100.0, lr_decay_steps=10, warmup_steps=0, learning_rate=1.0, min_lr_ratio=0.1)
+    assert lr_at(10, steps, 0.0) == pytest.approx(0.1) and lr_at(0, steps, 99.0) == pytest.approx(1.0)
+
+
+def test_validation_on_the_training_split_is_said_once(make_dataset, tmp_path, capsys):
+    data = make_dataset(split=(1.0, 0.0, 0.0))
+    run(data, tmp_path / "run", arch="lstm", max_steps=2, eval_interval=1)
+    err = capsys.readouterr().err
+    assert err.count("validation runs on the training split") == 1
+
+
+# --- every setting is checked, for its type too ----------------------------------------------------
+TRAIN_BAD = {  # key: (wrong type, out of range)
+    "batch_size": ("four", 0), "grad_accum": (1.5, 0), "learning_rate": ("fast", -1.0),
+    "min_lr_ratio": ("low", 1.5), "warmup_steps": (True, -1), "warmup_frac": ("x", 1.0),
+    "lr_decay_steps": ([3], -2), "weight_decay": ("none", -0.1), "beta1": (None, 1.0), "beta2": ("b", -0.5),
+    "grad_clip": ("on", -1.0), "max_steps": ("many", 0), "max_epochs": ("x", -1.0), "max_time": ("1m", -5.0),
+    "eval_interval": (2.5, 0), "eval_batches": ("1", 0), "patience": ("x", -1), "sample_tokens": (1.0, -3),
+    "log_interval": ({}, 0), "seed": ("s", -1), "arch": (3, "rnn"), "size": (2, "huge"),
+    "precision": (16, "fp8"), "compile": ("yes", None), "device": (0, None), "data_dir": (1, None),
+    "out_dir": (2, None), "init": (3, None), "model": ("dropout=0.1", None),
+}
+MODEL_BAD = {  # ModelConfig keys a user can set
+    "block_size": ("long", 0), "n_layer": ("three", 0), "n_head": (2.0, -1), "n_embd": ("wide", 0),
+    "dropout": ("some", 1.0), "bias": ("no", None), "window": ([8], 0), "tie_weights": (1, None),
+}
+
+
+def test_every_setting_is_in_the_table():
+    from dataclasses import fields
+
+    from melodylm.models import ModelConfig
+
+    assert set(TRAIN_BAD) == {f.name for f in fields(TrainConfig)}
+    assert set(MODEL_BAD) == {f.name for f in fields(ModelConfig)} - {"arch", "vocab_size", "pad_id"}
+
+
+@pytest.mark.parametrize("kind", ["type", "range"])
+@pytest.mark.parametrize("key", sorted(TRAIN_BAD) + sorted(MODEL_BAD))
+def test_a_bad_setting_is_a_one_line_error_naming_the_key(key, kind):
+    bad = (TRAIN_BAD.get(key) or MODEL_BAD[key])[kind == "range"]
+    if bad is None:
+        pytest.skip(f"{key} has no range beyond its type")
+    with pytest.raises(UserError) as e:
+        TrainConfig.from_dict({"arch": "gpt", key: bad}).validate()
+    msg = str(e.value)
+    assert key in msg and "\n" not in msg, msg
+
+
+def test_model_settings_that_do_not_fit_together(tiny_dataset, tmp_path, capsys):
+    msg = one_line_error(capsys, cli_args(tiny_dataset, tmp_path / "o", "--set", "n_head=3"))
+    assert "n_head" in msg and "divisible" in msg
+    msg = one_line_error(capsys, cli_args(tiny_dataset, tmp_path / "o", "--set", "n_layer=three"))
+    assert "n_layer must be an integer" in msg
+    assert not (tmp_path / "o").exists()
+
+
+# --- fine-tuning from a checkpoint -----------------------------------------------------------------
+def test_init_continues_from_the_given_weights_with_a_fresh_optimizer(tiny_dataset, tmp_path):
+    base = tmp_path / "base"
+    run(tiny_dataset, base, arch="gpt", max_steps=3)
+    start = load_checkpoint(base / "last.pt")
+    # a learning rate too small to move the weights: the run ends where the checkpoint was
+    s = run(tiny_dataset, tmp_path / "tuned", size="small", max_steps=1, learning_rate=1e-12,
+            init=str(base / "last.pt"), model={"dropout": 0.0})
+    assert s["steps"] == 1
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["model_config"] == {**start["model_config"], "dropout": 0.0}
+    for k, v in start["model"].items():
+        assert torch.allclose(tuned["model"][k], v, atol=1e-6), k
+    assert [g["step"] for g in tuned["optimizer"]["state"].values()][0] == 1  # a fresh optimizer
+    assert tuned["trainer"]["history"][0]["step"] == 1
+    fresh = load_checkpoint(run(tiny_dataset, tmp_path / "fresh", arch="gpt", max_steps=1,
+                                learning_rate=1e-12)["out_dir"] + "/last.pt")
+    assert any(not torch.allclose(fresh["model"][k], v, atol=1e-3) for k, v in start["model"].items())
+
+
+def test_init_errors_are_one_line(tiny_dataset, make_dataset, tmp_path, capsys):
+    base = tmp_path / "base"
+    run(tiny_dataset, base, arch="lstm", max_steps=1)
+    ckpt = str(base / "best.pt")
+    tsd = make_dataset(scheme="TSD")
+    msg = one_line_error(capsys, cli_args(tsd, tmp_path / "o1", "--set", f"init={ckpt}"))
+    assert "another tokenizer" in msg and "scheme 'REMI' vs 'TSD'" in msg
+    msg = one_line_error(capsys, cli_args(tiny_dataset, tmp_path / "o2", "--set", f"init={ckpt}", "--arch", "gpt"))
+    assert "lstm model" in msg and "--arch" in msg
+    msg = one_line_error(capsys, cli_args(tiny_dataset, tmp_path / "o3", "--set", f"init={ckpt}",
+                                          "--set", "n_embd=64"))
+    assert "n_embd" in msg and "only dropout" in msg
+    msg = one_line_error(capsys, cli_args(tiny_dataset, base, "--resume", "--set", f"init={ckpt}"))
+    assert "--init" in msg and "--resume" in msg
+    for name in ("o1", "o2", "o3"):
+        assert not (tmp_path / name).exists(), name
