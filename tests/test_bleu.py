@@ -325,6 +325,16 @@ def test_2d_numpy_hypotheses_score_like_nltk(method, knobs):
                  _outcome(lambda: bleu.sentence_bleu(refs, hyps[0], CUSTOM, sf)))
 
 
+def test_self_bleu_of_a_2d_numpy_array_equals_nltk_leave_one_out():
+    np = pytest.importorskip("numpy")
+    hyps = np.random.default_rng(5).integers(0, 4, (6, 14))
+    rows = hyps.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [nltk_bleu.sentence_bleu(rows[:i] + rows[i + 1:], h, CUSTOM) for i, h in enumerate(rows)]
+        _assert_same(expected, bleu.self_bleu(hyps, CUSTOM, per_hypothesis=True))
+
+
 @pytest.mark.parametrize("weights", [[(0.25,) * 4], [CUSTOM], ((0.5, 0.5),), [(0.5, 0.5), (1,)]])
 def test_weight_lists_return_what_nltk_returns(weights):
     refs = [[1, 2, 3, 4, 1, 2]]
