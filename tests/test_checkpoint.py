@@ -145,3 +145,56 @@ def test_trained_checkpoint_rebuilds_the_trained_model(run_dir, tiny_dataset):
     torch.manual_seed(ckpt["train_config"]["seed"])
     fresh = build_model(ModelConfig(**ckpt["model_config"]))
     assert any(not torch.equal(state[k], v) for k, v in fresh.state_dict().items())
+
+
+# --- the schema's accessors, and files written before the trainer state grew --------------------
+def test_accessors_read_trained_bare_and_shipped_checkpoints(run_dir, tiny_dataset, tmp_path):
+    from melodylm import checkpoint as ck
+
+    last = load_checkpoint(run_dir / "last.pt")
+    assert ck.checkpoint_path(last) == str(run_dir / "last.pt")
+    assert ck.architecture(last) == "gpt" and ck.model_config(last)["arch"] == "gpt"
+    assert ck.trained_on(last) == str(tiny_dataset) and ck.train_config(last)["max_steps"] == 2
+    assert ck.data_fingerprint(last) == Dataset(tiny_dataset).fingerprint()
+    assert ck.saved_step(last) == 2 and ck.has_trainer_state(last)
+    tr = ck.trainer_state(last)
+    assert tr["step"] == 2 and [h["step"] for h in tr["history"]] == [1, 2] and tr["elapsed"] > 0
+    assert not ck.has_trainer_state(load_checkpoint(run_dir / "best.pt"))
+    # a file with only what sampling needs: no training config, no dataset
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, {k: last[k] for k in ("model_config", "model", "tokenizer")})
+    bare_ckpt = load_checkpoint(bare)
+    assert ck.train_config(bare_ckpt) == {} and ck.trained_on(bare_ckpt) is None
+    assert ck.data_fingerprint(bare_ckpt) is None and ck.saved_step(bare_ckpt) is None
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "pretrained" / "model.pt"
+    if shipped.is_file():
+        model, tok, s = load_model(shipped)
+        assert ck.architecture(s) == model.config.arch and tok.vocab_size == ck.model_config(s)["vocab_size"]
+
+
+def test_a_last_pt_from_before_the_trainer_state_grew_resumes(tiny_dataset, tmp_path):
+    """last.pt files written before train_loss, step_s and eval_s were saved still resume."""
+    out = tmp_path / "old"
+    cfg = dict(data_dir=str(tiny_dataset), out_dir=str(out), arch="lstm", size="tiny", batch_size=4,
+               eval_interval=1, eval_batches=1, sample_tokens=0, device="cpu")
+    train(TrainConfig(**cfg, max_steps=2), progress=False)
+    raw = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    for key in ("train_loss", "step_s", "eval_s"):
+        del raw["trainer"][key]
+    torch.save(raw, out / "last.pt")
+    from melodylm.checkpoint import trainer_state
+
+    old = trainer_state(load_checkpoint(out / "last.pt"))
+    assert old["train_loss"] == raw["trainer"]["history"][-1]["train_loss"] and old["eval_s"] == 0.0
+    s = train(TrainConfig(**cfg, max_steps=3), resume=True, progress=False)
+    assert s["steps"] == 3 and load_checkpoint(out / "last.pt")["trainer"]["step_s"] > 0
+
+
+def test_tokenizer_difference_names_what_differs(tiny_dataset):
+    from melodylm.checkpoint import tokenizer_difference
+
+    tok = Dataset(tiny_dataset).tokenizer.to_dict()
+    assert tokenizer_difference(tok, dict(tok)) is None
+    assert tokenizer_difference(tok, {**tok, "miditok_version": "0.0"}) is None
+    other = {**tok, "settings": {**tok["settings"], "scheme": "TSD"}}
+    assert tokenizer_difference(tok, other) == f"scheme {tok['settings']['scheme']!r} vs 'TSD'"
