@@ -26,12 +26,21 @@ def _fmt(x, nd: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def _pick_prompt(data_dir: Path) -> str:
+    """The MIDI file of the first test tune with at least 8 bars' worth of notes (48): a readable prompt."""
+    from melodylm.dataset import Dataset
+
+    data = Dataset(data_dir)
+    test = data.split("test")
+    pick = next((i for i in test.originals() if test.index[i]["n_notes"] >= 48), int(test.originals()[0]))
+    return data.manifest()[int(test.index[pick]["source"])]["path"]
+
+
 def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_samples: int = 4,
              seed: int = 0, force: bool = False, progress: bool = True) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.md``."""
-    from melodylm.dataset import Dataset, TokenizeConfig, tokenize
+    from melodylm.dataset import TokenizeConfig, tokenize
     from melodylm.evaluate import evaluate
-    from melodylm.plot import save_pianoroll
     from melodylm.train import TrainConfig, train
 
     out = replace_dir(out_dir, force)
@@ -61,12 +70,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     print(f"  model {ev['bits_per_note']:.3f} bits/note, 5-gram {base['bits_per_note']:.3f} bits/note", file=sys.stderr)
 
     t = _step(4, total, f"continue a held-out tune {n_samples} ways")
-    data = Dataset(data_dir)
-    test = data.split("test")
-    manifest = data.manifest()
-    # the first test tune with at least 8 bars' worth of notes makes a readable prompt
-    pick = next((i for i in test.originals() if test.index[i]["n_notes"] >= 48), int(test.originals()[0]))
-    source = manifest[int(test.index[pick]["source"])]["path"]
+    source = _pick_prompt(data_dir)
     prompt = out / "prompt.mid"
     shutil.copyfile(source, prompt)
     samples_dir = out / "samples"
@@ -76,25 +80,42 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     timings["sample"] = time.time() - t
 
     t = _step(5, total, "score: BLEU with baselines, copy detection, music metrics")
-    from melodylm.reports import bleu_report, copy_report, metrics_report
+    from melodylm.reports import bleu_and_copies, metrics_report
 
-    reference = f"{data_dir}:train"
-    bleu = bleu_report(str(samples_dir), reference, weights="custom", seed=seed)
-    copies = copy_report(str(samples_dir), reference)
+    bleu = bleu_and_copies(str(samples_dir), f"{data_dir}:train", weights="custom", seed=seed)
+    copies = bleu["copies"]
     metrics = metrics_report(str(samples_dir), f"{data_dir}:test", plot=out / "metrics.png")
     timings["score"] = time.time() - t
 
     t = _step(6, total, "write report.md")
+    report = out / "report.md"
+    results = {"tokenize": tsum, "train": summary, "evaluate": ev, "files": sample_summary["files"],
+               "prompt_source": source, "prompt": prompt, "bleu": bleu, "copies": copies, "metrics": metrics}
+    lines = _report_lines(out, n_samples, results, timings)
+    report.write_text("\n".join(lines) + "\n")
+    print(f"\nreport: {report}  (total {time.time() - t_all:.0f} s)", file=sys.stderr)
+    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", file=sys.stderr)
+    return report
+
+
+def _report_lines(out: Path, n_samples: int, results: dict, timings: dict[str, float]) -> list[str]:
+    """The lines of ``report.md`` from each step's result; draws a missing piano roll for each sample first."""
     import symusic
 
+    from melodylm.plot import save_pianoroll
+
+    tsum, summary, ev = results["tokenize"], results["train"], results["evaluate"]
+    bleu, copies, metrics = results["bleu"], results["copies"], results["metrics"]
+    files, source, prompt = results["files"], results["prompt_source"], results["prompt"]
+    ckpt, run_dir = Path(summary["checkpoint"]), out / "run"
+    base = ev["baseline"]
     pictures = []
-    for f in sample_summary["files"]:
+    for f in files:
         png = Path(f).with_suffix(".png")
         if not png.exists():
             side = json.loads(Path(f).with_suffix(".json").read_text())
             save_pianoroll(symusic.Score(f), png, split_beat=side.get("continuation_start_beat"))
         pictures.append(png)
-    report = out / "report.md"
     lines = [
         f"# melodylm demo report (melodylm {__version__})",
         "",
@@ -118,7 +139,7 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
         f"Prompt: first 4 bars of `{source}` (blue); continuation in red.",
         "",
     ]
-    for f, png in zip(sample_summary["files"], pictures):
+    for f, png in zip(files, pictures):
         lines += [f"![{Path(f).name}]({png.relative_to(out)})", ""]
     b = bleu["baselines"]
     lines += [
@@ -153,7 +174,4 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
         f"- Checkpoint: `{ckpt}`; sample more: `melodylm sample --checkpoint {ckpt} --prompt {prompt}`",
         "- Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
     ]
-    report.write_text("\n".join(lines) + "\n")
-    print(f"\nreport: {report}  (total {time.time() - t_all:.0f} s)", file=sys.stderr)
-    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", file=sys.stderr)
-    return report
+    return lines

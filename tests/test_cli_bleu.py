@@ -112,3 +112,35 @@ def test_copies_and_metrics_json(workdir, capsys, monkeypatch):
     assert (workdir / "m.png").is_file() and "OA" in err
     rc, out, _ = _run(capsys, "metrics", "samples/new-run", "--reference", "none")
     assert rc == 0 and "OA" not in out and "pitch_range" in out
+
+
+def test_copy_positions_are_in_the_files_own_bars_and_beats(workdir, capsys, tmp_path):
+    """A copy after a 2-bar prompt is reported where it is in the file, not from the continuation's start."""
+    import symusic
+
+    from conftest import Part, write_midi
+    from melodylm.midi import beats_per_bar, time_signature_at
+
+    tune = symusic.Score(str(workdir / "samples" / "new-run" / "sample_copy.mid"))
+    tpq = tune.ticks_per_quarter
+    bpb = beats_per_bar(*time_signature_at(tune, 0))
+    copied = [(n.time / tpq + 2 * bpb, n.duration / tpq, n.pitch) for n in tune.tracks[0].notes]
+    prompt = [(i * bpb / 2, bpb / 2, 40 + i) for i in range(4)]  # two bars that match nothing
+    out = tmp_path / "positions"
+    write_midi(out / "sample_000.mid", [Part(prompt + copied)], time_signature=time_signature_at(tune, 0))
+    (out / "sample_000.json").write_text(json.dumps({"continuation_start_beat": 2 * bpb}))
+    ref = f"{workdir}/data/default:train"
+    rc, stdout, _ = _run(capsys, "copies", str(out), "--reference", ref, "--json")
+    assert rc == 0
+    row = json.loads(stdout.strip().splitlines()[-1])["per_sample"][0]
+    first = copied[0][0] - 2 * bpb  # the tune's first onset, in its own first bar or later
+    bar, beat = int(first // bpb) + 1, first % bpb + 1
+    assert row["reference_at"] == {"note": 0, "bar": bar, "beat": beat, "file_beat": first}
+    assert row["sample_at"] == {"note": 4, "bar": bar + 2, "beat": beat, "file_beat": first + 2 * bpb}
+    rc, text, _ = _run(capsys, "copies", str(out), "--reference", ref)
+    assert f"sample_000: {len(copied)} of {len(copied)} notes from note 4, bar {bar + 2} beat {beat:g} = " in text
+    assert "1/1 sample (100%)" in text and "(same pitch and duration)" in text and "(notes)" not in text
+    # bleu reads the same flag name, and says "1 sample"
+    rc, text, _ = _run(capsys, "bleu", str(out), "--reference", ref, "--min-notes", "4", "--human", "none")
+    assert rc == 0 and "(1 sample from" in text and f"from note 4, bar {bar + 2} beat {beat:g}" in text
+    assert ">= 4 notes" in text

@@ -239,3 +239,41 @@ def test_a_failed_tokenize_leaves_the_old_dataset_and_no_partial_folder(work, tm
     assert "no usable tune among 2 file(s)" in capsys.readouterr().err
     assert folder_bytes(ds) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+# --- the command table and the help -----------------------------------------------------------------------
+def test_every_command_of_the_table_is_in_the_help_and_runs_its_module(capsys):
+    from melodylm.cli import COMMANDS
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name, command in COMMANDS.items():
+        assert name in out
+        assert command.module.startswith("melodylm.cli.")
+        assert command.register.__module__ == command.run.__module__ == command.module
+
+
+def test_train_help_lists_what_resume_honours_and_init(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "-h"])
+    out = capsys.readouterr().out
+    assert "--init CKPT" in out
+    assert "--resume continues the run in -o exactly: it honours --max-steps" in " ".join(out.split())
+
+
+def test_the_library_does_not_import_the_command_line():
+    """demo and the output helpers call the library; nothing under the CLI imports back into it."""
+    code = ("import sys, melodylm.demo, melodylm.outputs, melodylm.dataset, melodylm.corpus; "
+            "assert not [m for m in sys.modules if m.startswith('melodylm.cli')], 'cli imported'; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_evaluate_prints_aligned_labels_without_a_space_before_the_colon(work, capsys, monkeypatch):
+    monkeypatch.chdir(work)
+    assert main(["evaluate", "run", "data", "--split", "train", "--device", "cpu", "--no-progress",
+                 "--baseline-order", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "  model:      " in err and "  2-gram KN:  " in err and " :" not in err

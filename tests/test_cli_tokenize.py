@@ -127,3 +127,37 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"melodylm: error: input {str(tmp_path / 'nowhere')!r} does not exist"]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_small_collection_warns_about_each_empty_split(tmp_path, capsys):
+    """12 files at the default 0.9/0.05/0.05: val and test are each empty about half the time."""
+    src = tmp_path / "pop"
+    for i in range(12):  # twelve different tunes (their split follows their notes)
+        write_midi(src / f"song{i:02d}.mid", [Part([(j * 0.5, 0.5, 60 + (i * 7 + j * (i + 1)) % 24)
+                                                    for j in range(16)], name="lead")])
+    code, out, err = run_cli(capsys, "tokenize", str(src), "-o", str(tmp_path / "d"), "--no-progress",
+                             "--workers", "1", "--json")
+    assert code == 0
+    tunes = json.loads(out)["tunes"]
+    empty = [s for s in ("val", "test") if tunes[s] == 0]
+    assert empty, tunes  # this collection leaves at least one split empty at seed 0
+    warnings = [line for line in err.splitlines() if line.startswith("melodylm: warning:")]
+    assert len(warnings) == 1
+    assert all(f"the {' and '.join(empty)} split" in w for w in warnings)
+    assert "--split" in warnings[0] and "add more files" in warnings[0]
+    # a split asked to be empty is not warned about
+    code, _, err = run_cli(capsys, "tokenize", str(src), "-o", str(tmp_path / "e"), "--no-progress",
+                           "--workers", "1", "--split", "1,0,0")
+    assert code == 0 and "warning" not in err
+
+
+def test_a_folder_of_abc_files_points_to_corpus_import(tmp_path, capsys):
+    src = tmp_path / "tunes"
+    src.mkdir()
+    (src / "reels.abc").write_text("X:1\nT:One\nM:4/4\nL:1/8\nK:G\nGABc dedB|\n\nX:2\nT:Two\nK:D\nDEFG A2|\n")
+    code, out, err = run_cli(capsys, "tokenize", str(src), "-o", str(tmp_path / "d"), "--no-progress")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "1 score file(s) (abc)" in err and f"`melodylm corpus import {src} -o corpora/NAME`" in err
+    code, _, err = run_cli(capsys, "tokenize", str(src / "reels.abc"), "-o", str(tmp_path / "d"), "--no-progress")
+    assert code == 2 and "melodylm corpus import" in err
+    assert not (tmp_path / "d").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Callable
 
 from melodylm.errors import UserError
 
@@ -13,7 +14,18 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a UserError (one line, exit 2) like every other mistake."""
+    """argparse, but a bad flag is a UserError (one line, exit 2) like every other mistake.
+
+    ``late_epilog``, if set, rewrites the epilog when the help is shown: for text that needs a
+    slow import, which ``melodylm -h`` and every other command should not pay for.
+    """
+
+    late_epilog: Callable[[str], str] | None = None
+
+    def format_help(self) -> str:
+        if self.late_epilog is not None:
+            self.epilog, self.late_epilog = self.late_epilog(self.epilog or ""), None
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         where = "" if self.prog == "melodylm" else f"{self.prog}: "  # the line starts with 'melodylm:' already

@@ -43,12 +43,16 @@ _SAMPLES_HELP = "MIDI file or folder (default: the newest folder of MIDI files u
 _REFERENCE_HELP = f"DATA_DIR:split or a MIDI folder (default: {SCORE_REFERENCE})"
 
 
+def _at(where: dict) -> str:
+    return f"note {where['note']}, bar {where['bar']} beat {where['beat']:g}"
+
+
 def _copy_where(row: dict | None) -> str:
-    """Where a copied run starts, in the sample file's own notes and beats and in the reference's."""
+    """Where a copied run starts, in the sample file's own notes, bars and beats and in the reference's."""
     if not row:
         return "none"
-    return (f"{row['notes']} notes: {row['name']} from note {row['sample_note']} (beat {row['sample_beat']:g}) "
-            f"= {row['reference']} note {row['reference_note']} (beat {row['reference_beat']:g})")
+    return (f"{row['notes']} notes: {row['name']} from {_at(row['sample_at'])} = "
+            f"{row['reference']} {_at(row['reference_at'])}")
 
 
 def _print_skipped(skipped: list[dict], out) -> None:
@@ -128,8 +132,7 @@ def run_copies(args) -> int:
     out = sys.stderr if args.json else sys.stdout
     for row in c["per_sample"]:
         mark = "COPY" if row["notes"] >= c["min_notes"] else "    "
-        where = (f" from note {row['sample_note']} = {row['reference']} note {row['reference_note']} "
-                 f"(beat {row['reference_beat']:g})" if row["notes"] else "")
+        where = f" from {_at(row['sample_at'])} = {row['reference']} {_at(row['reference_at'])}" if row["notes"] else ""
         print(f"{mark} {row['name']}: {row['notes']} of {row['sample_notes']} notes{where}", file=out)
     print(f"{c['n_copied']}/{_plural(c['n_samples'], 'sample')} ({100 * c['copied_share']:.0f}%) hold a run of >= "
           f"{c['min_notes']} notes ({COPY_UNIT_TEXT.get(c['unit'], c['unit'])}) found in one of "

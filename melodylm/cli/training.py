@@ -14,6 +14,7 @@ TRAIN_FLAGS = (
     (("-o", "--out"), "out_dir", str, "run folder (default: checkpoints/<arch>-<date>-<time>)"),
     (("--arch",), "arch", str, "lstm | bilstm | gpt (default gpt)"),
     (("--size",), "size", str, "tiny | small | base model preset (default small)"),
+    (("--init",), "init", str, "start a new run from this checkpoint's weights and model (fine-tuning)"),
     (("--batch-size",), "batch_size", int, "sequences per step per process"),
     (("--grad-accum",), "grad_accum", int, "micro-batches per step"),
     (("--lr",), "learning_rate", float, "peak learning rate"),
@@ -37,14 +38,24 @@ def register_train(sub):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set n_layer=6 --set dropout=0.2")
     for flags, key, kind, helptext in TRAIN_FLAGS:
-        metavar = flags[-1].lstrip("-").replace("-", "_").upper()
+        metavar = "CKPT" if key == "init" else flags[-1].lstrip("-").replace("-", "_").upper()
         p.add_argument(*flags, dest=key, type=kind, default=None, metavar=metavar, help=helptext)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--resume", action="store_true", help="continue the run in -o from its last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in -o from its last.pt (what it honours: see below)")
     p.add_argument("--force", action="store_true", help="start over in an existing run folder")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.late_epilog = _train_epilog  # the resume rules live with TrainConfig, which imports torch: read on -h only
     return p
+
+
+def _train_epilog(epilog: str) -> str:
+    import textwrap
+
+    from melodylm.train_config import RESUME_HELP
+
+    return textwrap.fill(RESUME_HELP, 100) + "\n\n" + epilog
 
 
 def train_settings(args) -> dict:
