@@ -89,7 +89,8 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     Prefill once, then one token per step for every sequence still running; a sequence stops
     at the end token or at the first limit reached, and leaves the batch. ``max_new_tokens``
     caps the new tokens (``None``: no cap, so set another limit); ``max_notes`` / ``max_bars``
-    count new notes / Bar tokens (a bar beyond ``max_bars`` ends the sequence instead of starting).
+    count new notes / Bar tokens (a bar beyond ``max_bars`` ends the sequence instead of starting;
+    with ``constrain`` a Rest that would carry time past it is drawn again, so a Bar ends it).
 
     ``constrain`` masks ids the grammar forbids (see :class:`Grammar`); ``prompt_base`` (the
     prompt's base tokens) sets the grammar's starting state and defaults to decoding ``prompt``.
@@ -141,7 +142,7 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
             lg = lg.index_fill(1, eos_col, float("-inf"))
         nxt = torch.where(live, pick_tokens(lg, temperature, top_k, top_p, generator), eos)  # (B,)
         if track:
-            nxt, new_st = _step_grammar(g, st, nxt, lg, constrain, (temperature, top_k, top_p, generator))
+            nxt, new_st = _step_grammar(g, st, nxt, lg, constrain, (temperature, top_k, top_p, generator), max_bars)
             why = _stop_reasons(g, st, new_st, nxt, eos, constrain, max_notes, max_bars)
             st = new_st
         else:
@@ -178,23 +179,36 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
 
 
 def _step_grammar(g: Grammar, st: dict, nxt: torch.Tensor, lg: torch.Tensor, constrain: bool,
-                  draw: tuple) -> tuple[torch.Tensor, dict]:
-    """The grammar states after the drawn ids, redrawing ids that the grammar rejects on stepping.
+                  draw: tuple, max_bars: int | None = None) -> tuple[torch.Tensor, dict]:
+    """The grammar states after the drawn ids, redrawing ids the grammar rejects only on stepping.
 
-    A piece with a Position after a Rest inside can only be checked by running it: where it
-    sends time back it is forbidden and drawn again (exact: the draw is conditioned on the
-    allowed set). ``draw``: (temperature, top_k, top_p, generator) of :func:`pick_tokens`.
+    Two things are known only once an id is run: a piece with a Position after a Rest inside
+    may send time back, and a Rest (after a long note, from that note's end) may carry time over
+    several bar lines, past ``max_bars``. Such an id is forbidden and drawn again (exact: the draw
+    is conditioned on the allowed set), so with ``max_bars`` only an id that starts with a Bar
+    ends a sequence for its bar count. ``draw``: (temperature, top_k, top_p, generator) of
+    :func:`pick_tokens`.
     """
+    check_bars = constrain and max_bars is not None
+    starts_bar = g.first == g.T["Bar"] if check_bars else None
+
+    def rejected(new_st: dict, bad: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = bad if (constrain and g.has_sim) else torch.zeros_like(bad)
+        if check_bars:
+            out = out | ((g.new_bars(new_st) > max_bars) & ~starts_bar[ids])
+        return out
+
     nxt_g = nxt.clamp_max(g.V - 1)
     new_st, bad = g.step(st, nxt_g)
-    if constrain and g.has_sim:
-        for _ in range(g.V):
-            if not bool(bad.any()):
-                break
-            lg[bad, nxt_g[bad]] = float("-inf")
-            nxt = nxt.masked_scatter(bad, pick_tokens(lg[bad], *draw))
-            nxt_g = nxt.clamp_max(g.V - 1)
-            new_st, bad = g.step(st, nxt_g)
+    bad = rejected(new_st, bad, nxt_g)
+    for _ in range(g.V):
+        if not bool(bad.any()):
+            break
+        lg[bad, nxt_g[bad]] = float("-inf")
+        nxt = nxt.masked_scatter(bad, pick_tokens(lg[bad], *draw))
+        nxt_g = nxt.clamp_max(g.V - 1)
+        new_st, bad = g.step(st, nxt_g)
+        bad = rejected(new_st, bad, nxt_g)
     return nxt, new_st
 
 

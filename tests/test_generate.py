@@ -363,3 +363,54 @@ def test_generated_ids_keep_their_old_contract() -> None:
     assert all(tok.eos_id not in x.tolist() for x in out)
     seqs = generate_ids(model, tok, n=2, max_new_tokens=0)
     assert [len(s.ids) for s in seqs] == [0, 0] and {s.stop for s in seqs} == {"max_tokens"}
+
+
+class ScriptedModel:
+    """A stand-in model whose logits favour a fixed list of tokens, one step after another.
+
+    At step ``t`` the token ``script[t]`` gets a logit of 50 and Bar tokens 20 (every other id
+    0), so a draw takes the scripted token unless the grammar forbids it, and a Bar next.
+    """
+
+    def __init__(self, tok: MelodyTokenizer, script: list[str]) -> None:
+        self.V, self.script = tok.vocab_size, [tok.base_vocab.index(t) for t in script]
+        self.bars = [i for i, t in enumerate(tok.base_vocab) if t.startswith("Bar")]
+
+    def _logits(self, state: dict) -> torch.Tensor:
+        out = torch.zeros(state["n"], self.V)
+        out[:, self.bars] = 20.0
+        if state["t"] < len(self.script):
+            out[:, self.script[state["t"]]] = 50.0
+        return out
+
+    def init_state(self, n: int, device) -> dict:
+        return {"n": n, "t": 0}
+
+    def prefill(self, idx: torch.Tensor, state: dict):
+        return self._logits({"n": idx.size(0), "t": 0}), {"n": idx.size(0), "t": 0}
+
+    def decode(self, idx: torch.Tensor, state: dict):
+        state = {"n": idx.size(0), "t": state["t"] + 1}
+        return self._logits(state), state
+
+
+def test_a_rest_over_the_bar_limit_does_not_end_a_sample(tmp_path) -> None:
+    """`Pitch_85 Duration_10.1.4` then a 12-beat rest in 2/4 ends past bar 8: that rest is redrawn.
+
+    The long note's end is 5 bars on, and REMI's Rest counts from there: before the fix the rest
+    made the bar count jump past max_bars=8 and the sample stopped "max_bars" after 2 tokens.
+    """
+    tok = tokenizer()
+    f = write_midi(tmp_path / "two.mid", [Part(scale(0, 8, step=0.5))], time_signature=(2, 4))
+    prompt = load_prompt(f, tok)
+    model = ScriptedModel(tok, ["Pitch_85", "Duration_10.1.4", "Rest_12.0.2"])
+    out = generate_ids(model, tok, n=1, max_new_tokens=40, prompt=tok.encode_ids(prompt.base_ids).tolist(),
+                       max_bars=8, generator=torch.Generator().manual_seed(0))[0]
+    names = [tok.token_str(i) for i in tok.decode_ids(out.ids)]
+    assert names[:2] == ["Pitch_85", "Duration_10.1.4"] and "Rest_12.0.2" not in names
+    assert len(names) > 2 and names[2].startswith("Bar")
+    assert out.stop == "max_bars" and names.count("Bar_None") == 8  # it ends where a ninth bar would begin
+    # unconstrained sampling keeps the raw behaviour: the rest is drawn and crosses the limit
+    raw = generate_ids(model, tok, n=1, max_new_tokens=40, prompt=tok.encode_ids(prompt.base_ids).tolist(),
+                       max_bars=8, constrain=False, generator=torch.Generator().manual_seed(0))[0]
+    assert len(raw.ids) == 2 and raw.stop == "max_bars"
