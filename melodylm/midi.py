@@ -375,16 +375,20 @@ def crop_from(score, notes: np.ndarray, tick: int):
     ``notes`` is a (time, duration, pitch) tick array of the score's notes (usually those from
     ``tick`` on). Keeping the bar position makes the crop read like the same bars of the full
     score; the time signature in force at the bar start moves to 0 and later ones move with the
-    notes. The crop has one track, named and programmed like the score's first track. Returns
-    (the cropped score, the moved notes).
+    notes. The crop has one track, named and programmed like the score's first track, its notes
+    at that track's most common velocity (a sample's notes keep the velocity they decoded with,
+    prompt kept or not). Returns (the cropped score, the moved notes).
     """
     shift = bar_start_before(score, int(tick))
     moved = np.asarray(notes, dtype=np.int64).reshape(-1, 3).copy()
     moved[:, 0] -= shift
     name, program = (score.tracks[0].name, score.tracks[0].program) if len(score.tracks) else ("", 0)
+    velocity = 90  # make_track's default, for a score without notes
+    if len(score.tracks) and len(score.tracks[0].notes):
+        velocity = int(np.bincount(score.tracks[0].notes.numpy()["velocity"].astype(np.int64)).argmax())
     out = score.copy()
     out.tracks.clear()
-    out.tracks.append(make_track(moved, name=name or "melody", program=program))
+    out.tracks.append(make_track(moved, name=name or "melody", program=program, velocity=velocity))
     sigs = list(score.time_signatures)
     active = [s for s in sigs if s.time <= shift][-1:]
     out.time_signatures.clear()

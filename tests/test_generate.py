@@ -414,3 +414,13 @@ def test_a_rest_over_the_bar_limit_does_not_end_a_sample(tmp_path) -> None:
     raw = generate_ids(model, tok, n=1, max_new_tokens=40, prompt=tok.encode_ids(prompt.base_ids).tolist(),
                        max_bars=8, constrain=False, generator=torch.Generator().manual_seed(0))[0]
     assert len(raw.ids) == 2 and raw.stop == "max_bars"
+
+
+def test_notes_have_one_velocity_with_or_without_the_prompt(prompt_file) -> None:
+    tok = tokenizer()
+    model = tiny("gpt", tok, seed=6)
+    kw = dict(n=2, tokenizer=tok, max_tokens=60, seed=11, prompt_bars=3)
+    keep = generate(model, prompt_file, keep_prompt=True, **kw)
+    cont = generate(model, prompt_file, keep_prompt=False, **kw)
+    velocities = {n.velocity for s in keep + cont for n in s.score.tracks[0].notes}
+    assert velocities == {100}  # miditok decodes melodies without Velocity tokens at 100

@@ -305,3 +305,18 @@ def test_score_notes_and_crop_from(tmp_path):
     assert score_notes(out).tolist() == moved.tolist()
     assert [(s.time, s.numerator, s.denominator) for s in out.time_signatures] == [(0, 3, 4)]
     assert score_notes(score).tolist() == notes.tolist()  # the input is untouched
+
+
+def test_crop_keeps_the_velocity_of_the_notes(tmp_path):
+    import symusic
+
+    from melodylm.midi import crop_from, score_notes
+
+    score = symusic.Score(TPQ)
+    track = symusic.Track(name="t")
+    for k in range(8):
+        track.notes.append(symusic.Note(k * TPQ, TPQ, 60 + k, 100))
+    score.tracks.append(track)
+    notes = score_notes(score)
+    out, _ = crop_from(score, notes[4:], 4 * TPQ)
+    assert {n.velocity for n in out.tracks[0].notes} == {100} and len(out.tracks[0].notes) == 4
