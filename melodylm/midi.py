@@ -1,9 +1,14 @@
-"""Reading MIDI safely, choosing the melody, transposing.
+"""Reading MIDI safely, choosing the melody, transposing, and the score helpers everyone shares.
 
 Everything here works on :class:`symusic.Score` objects and plain numpy note arrays, never torch.
 A *melody* is a one-track score at the source file's resolution, with the source's tempo, time
 and key signatures. :func:`load_melody` is the single entry point the dataset code uses; it never
 raises for a bad file, it returns a :class:`ChosenMelody` with ``status`` and ``reason`` set instead.
+
+The one copy of each score helper: a score's notes as an array (:func:`score_notes`,
+:func:`notes_in_beats`), its bar lines (:func:`bar_lines`, :func:`bar_start`,
+:func:`bar_start_before`, :func:`time_signature_at`, :func:`beats_per_bar`) and cropping a
+continuation from a tick (:func:`crop_from`). Prompts, samples, reports and plots use these.
 """
 
 from __future__ import annotations
@@ -174,7 +179,8 @@ def load_melody(
     return select_melody(score, mode, mel, max_notes=max_notes, max_beats=max_beats)
 
 
-def select_melody(score, mode: str, mel: ChosenMelody, max_notes: int = MAX_NOTES, max_beats: int = MAX_BEATS) -> ChosenMelody:
+def select_melody(score, mode: str, mel: ChosenMelody, max_notes: int = MAX_NOTES,
+                  max_beats: int = MAX_BEATS) -> ChosenMelody:
     """Fill ``mel`` with the melody of ``score`` chosen by ``mode`` (see :func:`load_melody`)."""
     import symusic
 
