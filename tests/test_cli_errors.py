@@ -277,3 +277,14 @@ def test_evaluate_prints_aligned_labels_without_a_space_before_the_colon(work, c
                  "--baseline-order", "2"]) == 0
     err = capsys.readouterr().err
     assert "  model:      " in err and "  2-gram KN:  " in err and " :" not in err
+
+
+def test_train_flags_match_the_names_config_messages_use():
+    """The parser's table and TrainConfig's flag names (used in its error messages) agree."""
+    from melodylm.cli.training import TRAIN_FLAGS
+    from melodylm.train_config import FLAGS
+
+    table = {key: flags for flags, key, _, _ in TRAIN_FLAGS}
+    for key, flags in table.items():
+        assert FLAGS[key] in flags, key
+    assert set(FLAGS) - set(table) <= {"data_dir", "compile"}
