@@ -185,7 +185,10 @@ def resume_config(asked: TrainConfig, last: dict, out: Path) -> TrainConfig:
     """The run's own config with what resume honours taken from ``asked``; anything else asked is refused."""
     if asked.init:
         raise UserError("--init starts a new run from a checkpoint's weights; it cannot be combined with --resume")
-    saved = TrainConfig.from_dict(ckpts.train_config(last))
+    saved_dict = ckpts.train_config(last)
+    saved = TrainConfig.from_dict(saved_dict)
+    if "warmup_frac" not in saved_dict and saved.max_time > 0 and saved.lr_decay_steps == 0:
+        saved.lr_decay_steps = saved.max_steps  # a run from before clock schedules keeps its step schedule
     keys = asked.asked()
     hint = (f": --resume continues {out} exactly as it started; to train its weights with other settings, "
             f"start a new run with --init {out / 'last.pt'}")

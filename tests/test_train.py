@@ -497,3 +497,19 @@ def test_init_errors_are_one_line(tiny_dataset, make_dataset, tmp_path, capsys):
     assert "--init" in msg and "--resume" in msg
     for name in ("o1", "o2", "o3"):
         assert not (tmp_path / name).exists(), name
+
+
+def test_a_time_budgeted_run_from_before_clock_schedules_keeps_its_step_schedule(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    run(tiny_dataset, out, arch="lstm", max_steps=3, max_time=1000.0, eval_interval=3)
+    raw = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    del raw["train_config"]["warmup_frac"], raw["train_config"]["init"]  # as written before both existed
+    torch.save(raw, out / "last.pt")
+    train(TrainConfig(out_dir=str(out), device="cpu", max_steps=5), resume=True, progress=False)
+    from melodylm.train import lr_at
+
+    cfg = TrainConfig.from_dict(load_checkpoint(out / "last.pt")["train_config"])
+    assert cfg.lr_decay_steps == 3
+    lrs = scalars_by_file(out, "train/lr")
+    assert [s for s, _ in lrs] == [1, 2, 3, 4, 5]
+    assert [v for _, v in lrs[3:]] == [pytest.approx(lr_at(step, cfg)) for step in (3, 4)]
