@@ -223,7 +223,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
             moved to start at the bar where it begins.
         use_cache: ``False`` recomputes the whole context at every step (reference, benchmark).
     """
-    from melodylm.checkpoint import file_hash, load_model
+    from melodylm.checkpoint import checkpoint_path, file_hash, load_model
     from melodylm import __version__
 
     validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes)
@@ -231,7 +231,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     info: dict[str, Any] = {"melodylm_version": __version__}
     if isinstance(checkpoint_or_model, (str, Path)):
         model, tok, ckpt = load_model(checkpoint_or_model, dev)
-        info.update(checkpoint=ckpt["path"], checkpoint_hash=file_hash(ckpt["path"]))
+        info.update(checkpoint=checkpoint_path(ckpt), checkpoint_hash=file_hash(checkpoint_path(ckpt)))
     else:
         model, tok = checkpoint_or_model, tokenizer
         if tok is None:
