@@ -70,16 +70,14 @@ def train_settings(args) -> dict:
 
 
 def run_train(args) -> int:
-    from melodylm.train import TrainConfig, train
+    from melodylm.train import TrainConfig, summary_line, train
 
     d = train_settings(args)
     if args.resume and not d.get("out_dir"):
         raise UserError("--resume needs -o RUN_FOLDER (the run to continue)")
     summary = train(TrainConfig.from_dict(d), resume=args.resume, force=args.force, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one process reports
-        print(f"{summary['steps']} steps, train loss {summary['train_loss']}, best val loss "
-              f"{summary['best_val_loss']} ({summary['stopped']}); {summary['tokens_per_s']:,.0f} tokens/s; "
-              f"checkpoint {summary['checkpoint']}", file=sys.stderr)
+        print(summary_line(summary), file=sys.stderr)
         if args.json:
             print_json(summary)
     return 130 if summary["stopped"] == "interrupted" else 0
