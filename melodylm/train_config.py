@@ -240,6 +240,7 @@ def load_init(cfg: TrainConfig) -> dict:
             raise UserError(f"--init {cfg.init}: model setting {setting(key)} {value!r} differs from the "
                             f"checkpoint's {mc.get(key)!r}; only dropout can change when fine-tuning")
     cfg.arch = mc["arch"]
+    cfg.size = ckpts.train_config(init).get("size") or cfg.size  # what config.json and the start line report
     return init
 
 
