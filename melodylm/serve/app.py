@@ -24,6 +24,10 @@ MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; cha
 FORM_OVERHEAD = 64 * 1024
 
 
+def _size(n: float) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
 def _need_web():
     try:
         import fastapi  # noqa: F401
@@ -87,8 +91,8 @@ class BodyLimit:
     async def _too_large(self, send):
         from starlette.responses import JSONResponse
 
-        mb = (self.limit - FORM_OVERHEAD) / 1e6
-        resp = JSONResponse({"error": f"request too large: uploads are limited to {mb:.1f} MB"}, status_code=413)
+        limit = _size(self.limit - FORM_OVERHEAD)
+        resp = JSONResponse({"error": f"request too large: uploads are limited to {limit}"}, status_code=413)
         await resp({"type": "http"}, None, send)
 
 
@@ -221,8 +225,8 @@ async def _sample(request, pg: Playground, queue: GenerationQueue, store: FileSt
     if upload is not None:
         data = await upload.read()
         if len(data) > limits.max_upload_bytes:
-            return JSONResponse({"error": f"prompt: {len(data) / 1e6:.1f} MB is over the upload limit of "
-                                          f"{limits.max_upload_bytes / 1e6:.1f} MB"}, status_code=413)
+            return JSONResponse({"error": f"prompt: {_size(len(data))} is over the upload limit of "
+                                          f"{_size(limits.max_upload_bytes)}"}, status_code=413)
         name = safe_name(upload.filename or "prompt.mid")
         if not data:
             raise UserError(f"prompt {name}: empty file (0 bytes)")
