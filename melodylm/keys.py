@@ -1,10 +1,9 @@
 """Musical keys: names, key signatures, transposition, and key estimation from notes.
 
 Estimation is the Krumhansl-Schmuckler algorithm with the Krumhansl-Kessler key profiles
-(Krumhansl & Kessler 1982, "Tracing the dynamic changes in perceived tonal organization in a
-spatial representation of musical keys", Psychological Review 89(4); the probe-tone ratings as
-tabulated in Krumhansl 1990, "Cognitive Foundations of Musical Pitch", table 2.1): the notes'
-pitch classes are counted weighted by duration, and the key whose rotated profile correlates best
+(the probe-tone ratings of Krumhansl & Kessler 1982, "Tracing the dynamic changes in perceived
+tonal organization in a spatial representation of musical keys", Psychological Review 89(4),
+also given in Krumhansl 1990, "Cognitive Foundations of Musical Pitch"): the notes' pitch classes are counted weighted by duration, and the key whose rotated profile correlates best
 (Pearson) with that histogram wins. The same profile values are music21's
 ``analysis.discrete.KrumhanslKessler`` weights, which the tests check.
 
