@@ -288,3 +288,15 @@ def resolve_request(requested: dict, vocab: ExtraVocab | None) -> dict:
             raise UserError(f"--{kind} {text!r} is not known to this model; known: {listed}")
         out[kind] = value
     return out
+
+
+def crop_keeping_head(seq, head_len: int, start: int, length: int) -> np.ndarray:
+    """``length`` ids of a sequence for a training window that always sees its head.
+
+    ``seq[:head_len]`` (BOS and controls) followed by ``seq[start:]``, cut to ``length``; ``start``
+    is clamped to at least ``head_len``. Windows that start inside a tune would otherwise never see
+    its controls: a median O'Neill tune is 330 REMI tokens, longer than a 256-token context.
+    """
+    seq = np.asarray(seq)
+    start = max(int(start), int(head_len))
+    return np.concatenate([seq[:head_len], seq[start:start + max(0, length - head_len)]])

@@ -266,3 +266,25 @@ def splice(tok, base_ids, span: tuple[int, int], middle) -> tuple[object, np.nda
     kept = np.concatenate([notes[notes[:, 0] < t_a], mid, notes[notes[:, 0] >= t_b1]])
     out = _sub_score(score, kept)
     return out, tok.encode_score(out)
+
+
+# --- one training sequence ---------------------------------------------------------------------
+def training_sequence(tok, base_ids, controls: dict, vocab, rng: np.random.Generator, fim_rate: float = FIM_RATE,
+                      control_dropout: float | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Model ids of one training tune: ``BOS controls tune EOS``, or its rearrangement for a span.
+
+    Controls are dropped independently (:func:`melodylm.controls.drop_controls`), then a span is
+    drawn (:func:`choose_span`); both from ``rng``, a fixed number of draws per call, so a
+    generator seeded per tune gives the same sequence in any order of tunes or workers. ``vocab``
+    is the :class:`melodylm.controls.ExtraVocab`. Returns ``(ids, span or None)``.
+    """
+    from melodylm.controls import CONTROL_DROPOUT, drop_controls
+
+    kept = drop_controls(controls, rng, CONTROL_DROPOUT if control_dropout is None else control_dropout)
+    head = np.concatenate([[tok.bos_id], vocab.prefix_ids(kept)]).astype(np.int64)
+    base_ids = np.asarray(base_ids, dtype=np.int64)
+    span = choose_span(count_bars(tok.decode_score(base_ids)) if fim_rate > 0 else 0, rng, fim_rate)
+    if span is None:
+        return np.concatenate([head, tok.encode_ids(base_ids), [tok.eos_id]]).astype(np.int64), None
+    ids, _ = rearrange(fim_parts(tok, base_ids, span), Sentinels.from_vocab(vocab), head, tok.encode_ids)
+    return ids, span

@@ -3,14 +3,15 @@
 Estimation is the Krumhansl-Schmuckler algorithm with the Krumhansl-Kessler key profiles
 (the probe-tone ratings of Krumhansl & Kessler 1982, "Tracing the dynamic changes in perceived
 tonal organization in a spatial representation of musical keys", Psychological Review 89(4),
-also given in Krumhansl 1990, "Cognitive Foundations of Musical Pitch"): the notes' pitch classes are counted weighted by duration, and the key whose rotated profile correlates best
+also given in Krumhansl 1990, "Cognitive Foundations of Musical Pitch"): the notes' pitch
+classes are counted weighted by duration, and the key whose rotated profile correlates best
 (Pearson) with that histogram wins. The same profile values are music21's
 ``analysis.discrete.KrumhanslKessler`` weights, which the tests check.
 
 Spelling: a key is stored as a tonic pitch class and a mode; its key signature (``fifths``,
 sharps positive, flats negative) picks the spelling of its name. When a key has two spellings the
 default is the signature with fewer accidentals, and for the six-accidental tie F# major and
-E♭ minor (the spellings most printed music uses). A parsed name keeps the spelling it was given
+E♭ minor. A parsed name keeps the spelling it was given
 ("Gb major" keeps -6 flats) but compares equal to its enharmonic twin.
 """
 

@@ -9,9 +9,9 @@ import pytest
 import symusic
 
 from conftest import Part, scale, write_midi
-from melodylm.controls import (CONTROL_DROPOUT, SENTINELS, ExtraVocab, control_tokens, derive_controls,
-                               drop_controls, known_values, parse_meter, parse_style_args, resolve_request,
-                               style_for, transpose_controls)
+from melodylm.controls import (CONTROL_DROPOUT, SENTINELS, ExtraVocab, control_tokens, crop_keeping_head,
+                               derive_controls, drop_controls, known_values, parse_meter, parse_style_args,
+                               resolve_request, style_for, transpose_controls)
 from melodylm.errors import UserError
 from melodylm.tokenizer import MelodyTokenizer
 
@@ -157,3 +157,11 @@ def test_parse_meter(text, ok):
     else:
         with pytest.raises(UserError, match="--meter"):
             parse_meter(text)
+
+
+def test_crop_keeping_head():
+    seq = np.arange(100)
+    assert list(crop_keeping_head(seq, 3, 50, 6)) == [0, 1, 2, 50, 51, 52]
+    assert list(crop_keeping_head(seq, 3, 0, 6)) == [0, 1, 2, 3, 4, 5]
+    assert list(crop_keeping_head(seq, 3, 98, 6)) == [0, 1, 2, 98, 99]
+    assert list(crop_keeping_head(seq, 0, 10, 2)) == [10, 11]

@@ -10,7 +10,7 @@ from conftest import Part, write_midi
 from melodylm.errors import UserError
 from melodylm.infill import (FIM_RATE, Sentinels, _notes, _sub_score, bar_starts, check_span, choose_span,
                              count_bars, fill_prompt, fim_parts, generated_middle, left_only, parse_span,
-                             rearrange, splice)
+                             rearrange, splice, training_sequence)
 from melodylm.tokenizer import MelodyTokenizer
 
 S = Sentinels(suffix=1000, middle=1001, end=1002)
@@ -171,3 +171,33 @@ def test_span_flags():
     check_span((5, 8), 8)
     with pytest.raises(UserError, match="the tune has 6 bar"):
         check_span((5, 8), 6)
+
+
+def test_training_sequence_seeded_with_controls_and_spans(tok, tunes):
+    from melodylm.controls import ExtraVocab, control_tokens
+
+    vocab = ExtraVocab.build(tok.vocab_size, {"key": ["G minor"], "meter": ["2/4"], "style": ["x"]})
+    c = {"key": "G minor", "key_source": "file", "meter": "2/4", "style": "x"}
+    a = training_sequence(tok, tunes[0], c, vocab, np.random.default_rng([1, 2]))
+    b = training_sequence(tok, tunes[0], c, vocab, np.random.default_rng([1, 2]))
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    rng = np.random.default_rng(0)
+    seen_fim = seen_plain = 0
+    for _ in range(12):
+        ids, span = training_sequence(tok, tunes[0], c, vocab, rng)
+        assert ids[0] == tok.bos_id
+        names = [vocab.name(int(i)) for i in ids[vocab.is_extra(ids)]]
+        controls = [t for t in names if t not in ("FILL_SUFFIX", "FILL_MIDDLE", "FILL_END")]
+        assert controls == [t for t in control_tokens(c) if t in controls]  # kept ones, in order
+        assert [vocab.name(int(i)) for i in ids[1:1 + len(controls)]] == controls  # right after BOS
+        if span is None:
+            seen_plain += 1
+            assert ids[-1] == tok.eos_id and np.array_equal(vocab.strip(ids)[1:-1], tunes[0])
+        else:
+            seen_fim += 1
+            parts = fim_parts(tok, tunes[0], span)
+            assert ids[-1] == vocab.id("FILL_END")
+            assert np.array_equal(generated_middle(ids, Sentinels.from_vocab(vocab)), parts.middle)
+    assert seen_fim and seen_plain
+    plain, span = training_sequence(tok, tunes[0], c, vocab, rng, fim_rate=0.0, control_dropout=0.0)
+    assert span is None and list(plain[1:4]) == list(vocab.prefix_ids(c))
