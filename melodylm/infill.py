@@ -145,8 +145,13 @@ def _sub_score(score, notes: np.ndarray, shift: int = 0):
 
 
 # --- cutting and rearranging ---------------------------------------------------------------------
-def fim_parts(tok, base_ids, span: tuple[int, int]) -> FimParts:
-    """Cut a tune's base ids (no BOS/EOS) around bars ``span`` into prefix, middle and suffix."""
+def fim_parts(tok, base_ids, span: tuple[int, int], suffix_bars: int | None = None) -> FimParts:
+    """Cut a tune's base ids (no BOS/EOS) around bars ``span`` into prefix, middle and suffix.
+
+    ``suffix_bars`` keeps only that many bars after the span as the suffix (all by default): the
+    bars the middle must lead into, in less context. A window model (bilstm) sees the suffix only
+    while it is inside its window, and a GPT's context holds prefix + suffix + middle.
+    """
     score = tok.decode_score(base_ids)
     notes = _notes(score)
     n_bars = count_bars(score)
@@ -157,6 +162,11 @@ def fim_parts(tok, base_ids, span: tuple[int, int]) -> FimParts:
     pre = notes[notes[:, 0] < t_a]
     mid = notes[(notes[:, 0] >= t_a) & (notes[:, 0] < t_b1)]
     suf = notes[notes[:, 0] >= t_b1]
+    if suffix_bars is not None:
+        if suffix_bars < 0:
+            raise ValueError(f"suffix_bars must be >= 0, got {suffix_bars}")
+        cut = starts[min(len(starts) - 1, b + suffix_bars)]
+        suf = suf[suf[:, 0] < cut] if b + suffix_bars < len(starts) else suf
     prefix = tok.encode_score(_sub_score(score, pre)) if len(pre) else np.zeros(0, dtype=np.int64)
     both = tok.encode_score(_sub_score(score, np.concatenate([pre, mid])))
     if len(mid) and not np.array_equal(both[:len(prefix)], prefix):

@@ -201,3 +201,15 @@ def test_training_sequence_seeded_with_controls_and_spans(tok, tunes):
     assert seen_fim and seen_plain
     plain, span = training_sequence(tok, tunes[0], c, vocab, rng, fim_rate=0.0, control_dropout=0.0)
     assert span is None and list(plain[1:4]) == list(vocab.prefix_ids(c))
+
+
+def test_suffix_can_be_cut_to_its_first_bars(tok, tunes):
+    ids = tunes[3]
+    n = count_bars(tok.decode_score(ids))
+    full = fim_parts(tok, ids, (2, 3))
+    for k in (0, 1, 2):
+        short = fim_parts(tok, ids, (2, 3), suffix_bars=k)
+        assert np.array_equal(short.prefix, full.prefix) and np.array_equal(short.middle, full.middle)
+        assert count_bars(tok.decode_score(short.suffix)) <= k
+        assert np.array_equal(short.suffix, full.suffix[:len(short.suffix)]) or k == 0
+    assert np.array_equal(fim_parts(tok, ids, (2, 3), suffix_bars=n).suffix, full.suffix)
