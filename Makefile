@@ -12,6 +12,9 @@ BIN := $(VENV)/bin
 # The CPU build is small and installs in seconds; a torch you installed yourself (e.g. CUDA) is kept.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.melodylm-installed
+# The SoundFont synthesizer of `melodylm render`, without its pyaudio dependency (live playback only,
+# no Linux wheel, needs PortAudio headers to build); rendering to WAV does not import it.
+TINYSOUNDFONT_SPEC ?= tinysoundfont>=0.3.7,<0.4
 
 .PHONY: install demo test bench bench-quality pretrained help browser
 
@@ -27,7 +30,8 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null && echo "keeping installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')" \
 		|| $(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[test,music21,serve]"
+	$(BIN)/python -m pip install -q -e ".[test,music21,serve,render]"
+	$(BIN)/python -m pip install -q --no-deps "$(TINYSOUNDFONT_SPEC)"
 	@touch $(STAMP)
 
 install: $(STAMP)
