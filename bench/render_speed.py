@@ -15,7 +15,8 @@ each from MIDI file to WAV file at 22,050 Hz with the same SoundFont (pretty_mid
 * pretty_midi sine: ``PrettyMIDI(path).synthesize(fs)``, the no-SoundFont fallback (sine waves).
 
 Also timed, ours only: sheet music (MusicXML + verovio SVG) and the piano roll PNG. Reported:
-median seconds per tune over all tunes x repeats, audio seconds per wall second, ratio to ours.
+median wall and CPU seconds per tune over all tunes x repeats, seconds of music per wall second,
+ratio to ours, and the load average (the machine is shared: wall times grow with the load).
 Imports happen before the clock starts.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,6 +40,12 @@ from melodylm.render.audio import SAMPLE_RATE, find_soundfont, write_wav  # noqa
 from melodylm.render.common import read_melody  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpora" / "oneills1850"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the fluidsynth CLI runs as one)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def tunes_of_32_bars(n: int) -> list[Path]:
@@ -64,16 +72,20 @@ def engines(sf2: Path) -> dict:
 
     found = {"ours (tinysoundfont)": ours}
     try:
-        import fluidsynth  # noqa: F401  pyfluidsynth, which pretty_midi's fluidsynth() needs
         import pretty_midi
-
+    except ImportError:
+        pretty_midi = None
+    try:
+        import fluidsynth  # noqa: F401  pyfluidsynth, which pretty_midi's fluidsynth() needs
+        have_fluid = pretty_midi is not None
+    except (ImportError, OSError):  # OSError: pyfluidsynth installed but libfluidsynth missing
+        have_fluid = False
+    if have_fluid:
         def pm_fluid(path, out):
-            audio = pretty_midi.PrettyMIDI(str(path)).fluidsynth(fs=SAMPLE_RATE, sf2_path=str(sf2))
+            audio = pretty_midi.PrettyMIDI(str(path)).fluidsynth(fs=SAMPLE_RATE, synthesizer=str(sf2))
             write_wav(Path(out) / "pm.wav", audio / max(1e-9, float(np.abs(audio).max())), SAMPLE_RATE)
 
         found["pretty_midi + fluidsynth"] = pm_fluid
-    except (ImportError, OSError):  # OSError: pyfluidsynth installed but libfluidsynth missing
-        pass
     exe = shutil.which("fluidsynth")
     if exe:
         def cli(path, out):
@@ -81,16 +93,12 @@ def engines(sf2: Path) -> dict:
                             str(sf2), str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         found["fluidsynth CLI"] = cli
-    try:
-        import pretty_midi
-
+    if pretty_midi is not None:
         def pm_sine(path, out):
             audio = pretty_midi.PrettyMIDI(str(path)).synthesize(fs=SAMPLE_RATE)
             write_wav(Path(out) / "sine.wav", audio / max(1e-9, float(np.abs(audio).max())), SAMPLE_RATE)
 
         found["pretty_midi sine (no SoundFont)"] = pm_sine
-    except ImportError:
-        pass
     return found
 
 
@@ -99,6 +107,7 @@ def main() -> None:
     ap.add_argument("--tunes", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    load0 = os.getloadavg()
     sf2 = find_soundfont()
     files = tunes_of_32_bars(args.tunes)
     seconds = {f: read_melody(f).to("second").end() for f in files}
@@ -112,23 +121,27 @@ def main() -> None:
 
     runs.update({"ours: sheet music (musicxml+svg)": sheet, "ours: piano roll (png)": roll})
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in runs.items():  # warm-up: imports, SoundFont cache, fonts
             fn(files[0], tmp)
         for _ in range(args.repeats):
             for f in files:
                 for name, fn in runs.items():
-                    t0 = time.perf_counter()
+                    c0, t0 = cpu_seconds(), time.perf_counter()
                     fn(f, tmp)
                     times[name].append(time.perf_counter() - t0)
+                    cpu[name].append(cpu_seconds() - c0)
     audio_s = statistics.median(seconds.values())
     print(f"# {len(files)} tunes of 32 bars (median {audio_s:.1f} s of music), {args.repeats} repeats, "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, SoundFont {sf2.name}")
     base = statistics.median(times["ours (tinysoundfont)"])
-    print(f"{'engine':36s} {'median s/tune':>13s} {'x real time':>11s} {'vs ours':>8s}")
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in load0)}, after: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (wall times grow with it; CPU times much less)")
+    print(f"{'engine':34s} {'median s/tune':>13s} {'CPU s/tune':>10s} {'x real time':>11s} {'vs ours':>8s}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:36s} {med:13.3f} {audio_s / med:11.0f} {med / base:7.2f}x")
+        print(f"{name:34s} {med:13.3f} {statistics.median(cpu[name]):10.3f} {audio_s / med:11.0f} {med / base:7.2f}x")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,7 @@ def pianoroll_figure(score, split_tick: int | None = None, title: str = "",
     ``split_tick`` (ticks of the score): notes with onset >= it are drawn as ``labels[1]``, the
     others as ``labels[0]``; ``None`` draws all notes in one colour named ``single_label``.
     """
-    matplotlib = need("matplotlib", "piano rolls (png)")
-    matplotlib.use("Agg")
+    need("matplotlib", "piano rolls (png)")
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
