@@ -197,3 +197,22 @@ def test_missing_soundfont_names_the_extra(tmp_path, known_tune, monkeypatch):
     monkeypatch.setattr(audio, "SYSTEM_SOUNDFONTS", ())
     with pytest.raises(MissingExtraError, match=re.escape("melodylm[render]")):
         render_file(known_tune, tmp_path, formats=("wav",))
+
+
+@pytest.mark.parametrize("name", ["0051-0100_0013.mid", "0811-0899_0060.mid", "0101-0200_0001.mid",
+                                  "0550-0625_0051.mid"])
+def test_musicxml_reads_back_as_the_midi_notes_in_music21(tmp_path, name):
+    # An independent reader: music21 parses our MusicXML; with ties merged, every note must have
+    # the MIDI file's onset, pitch and length (0811-0899_0060 has 16th triplets in 6/8).
+    music21 = pytest.importorskip("music21")
+    from melodylm.render.musicxml import to_musicxml
+
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"{path} missing")
+    score = read_melody(path)
+    tpq = score.ticks_per_quarter
+    parsed = music21.converter.parseData(to_musicxml(score), format="musicxml").stripTies().flatten().notes
+    got = [(round(float(n.offset), 3), n.pitch.midi, round(float(n.quarterLength), 3)) for n in parsed]
+    want = [(round(n.time / tpq, 3), n.pitch, round(n.duration / tpq, 3)) for n in score.tracks[0].notes]
+    assert got == want

@@ -51,32 +51,36 @@ class Piece:
 # ------------------------------------------------------------------------------ quantization
 
 def _windows(bar_list: list[Bar], tpq: int) -> list[tuple[float, float, bool]]:
-    """Quarter-note windows (start, end, may hold triplets) in divisions, from the bar grid."""
+    """Triplet windows (start, end, may hold triplets) in divisions, from the bar grid.
+
+    A quarter note in x/2 and x/4 (eighth triplets), an eighth in x/8 (16th triplets: a quarter
+    window would straddle the dotted-quarter beats of 6/8); none in other meters.
+    """
     out = []
     for b in bar_list:
         start, length = b.start * DIV / tpq, b.length * DIV / tpq
-        simple = b.den in (2, 4) and beat_ticks(b.num, b.den, tpq) == tpq * 4 // b.den
+        size = {2: DIV, 4: DIV, 8: DIV // 2}.get(b.den, DIV)
         w = start
         while w < start + length - 1e-9:
-            end = min(w + DIV, start + length)
-            out.append((w, end, simple and end - w == DIV))
+            end = min(w + size, start + length)
+            out.append((w, end, b.den in (2, 4, 8) and end - w == size))
             w = end
     return out
 
 
-def quantize(points: np.ndarray, bar_list: list[Bar], tpq: int) -> tuple[np.ndarray, set[int]]:
+def quantize(points: np.ndarray, bar_list: list[Bar], tpq: int) -> tuple[np.ndarray, dict[int, int]]:
     """Snap tick positions to divisions: each quarter window takes the 32nd or the triplet grid.
 
     The triplet grid is chosen for a window when it fits the window's positions with less total
-    error (ties go to the plain grid). Returns the snapped positions and the triplet windows'
-    starts (in divisions).
+    error (ties go to the plain grid). Returns the snapped positions and the triplet windows
+    as {start: end} in divisions.
     """
     x = points.astype(np.float64) * DIV / tpq
     wins = _windows(bar_list, tpq)
     starts = np.array([w[0] for w in wins])
     idx = np.clip(np.searchsorted(starts, x + 1e-9, side="right") - 1, 0, len(wins) - 1)
     out = np.zeros(len(x), dtype=np.int64)
-    triplets: set[int] = set()
+    triplets: dict[int, int] = {}
     for i in np.unique(idx):
         sel = idx == i
         w0, w1, may = wins[i]
@@ -87,7 +91,7 @@ def quantize(points: np.ndarray, bar_list: list[Bar], tpq: int) -> tuple[np.ndar
             trip = np.round(rel / TRIPLE) * TRIPLE
             if np.abs(rel - trip).sum() + 1e-6 < np.abs(rel - duple).sum():
                 use = trip
-                triplets.add(int(round(w0)))
+                triplets[int(round(w0))] = int(round(w1))
         out[sel] = np.minimum(np.round(w0 + use), round(w1)).astype(np.int64)
     return out, triplets
 
@@ -147,7 +151,7 @@ def _triplet_chunks(length: int) -> list[tuple[int, str, int]]:
     return out
 
 
-def bar_pieces(bar: Bar, b0: int, b1: int, segs, triplets: set[int], tpq: int) -> list[Piece]:
+def bar_pieces(bar: Bar, b0: int, b1: int, segs, triplets: dict[int, int], tpq: int) -> list[Piece]:
     """The notes and rests of one bar ([b0, b1) in divisions) as written pieces."""
     beat = max(1, beat_ticks(bar.num, bar.den, tpq) * DIV // tpq)
     spans = []  # (start, end, pitch, new, tie_stop, tie_start), rests filling the gaps
@@ -164,9 +168,9 @@ def bar_pieces(bar: Bar, b0: int, b1: int, segs, triplets: set[int], tpq: int) -
         spans.append((pos, b1, None, bool(spans and spans[-1][3]), False, False))
     pieces: list[Piece] = []
     for s, e, p, new, stop, start in spans:
-        cuts = sorted({s, e} | {w for w in triplets if s < w < e} | {w + DIV for w in triplets if s < w + DIV < e})
+        cuts = sorted({s, e} | {w for w in triplets if s < w < e} | {z for z in triplets.values() if s < z < e})
         for a, z in zip(cuts, cuts[1:]):
-            trip = any(w <= a < w + DIV for w in triplets)
+            trip = any(w <= a < z for w, z in triplets.items())
             chunks = _triplet_chunks(z - a) if trip else _chunks(a - b0, z - a, beat)
             at = a
             for v, typ, dots in chunks:
@@ -210,9 +214,9 @@ def _beam(pieces: list[Piece], beat: int) -> None:
                 run = []
 
 
-def _bracket(pieces: list[Piece], b0: int, triplets: set[int]) -> None:
-    for w in triplets:
-        inside = [x for x in pieces if x.triplet and w <= x.start + b0 < w + DIV]
+def _bracket(pieces: list[Piece], b0: int, triplets: dict[int, int]) -> None:
+    for w, z in triplets.items():
+        inside = [x for x in pieces if x.triplet and w <= x.start + b0 < z]
         if len(inside) > 1:  # a lone piece keeps its 3:2 value without a bracket
             inside[0].tuplet, inside[-1].tuplet = "start", "stop"
 
@@ -341,7 +345,9 @@ def to_musicxml(score, split_tick: int | None = None, key: KeyInfo | None = None
     low = float(np.median(notes[:, 2])) if len(notes) else 72.0
     clef = ("F", 4) if low < 55 else ("G", 2)  # under G3 most notes would need ledger lines
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    title = title if title is not None else (score.tracks[0].name if len(score.tracks) else "")
+    if title is None:  # the track name, unless it is the loader's stand-in for a nameless track
+        title = score.tracks[0].name if len(score.tracks) else ""
+        title = "" if title.strip().lower() == "melody" else title
 
     root = ET.Element("score-partwise", version="4.0")
     if title:
