@@ -200,10 +200,11 @@ def test_missing_soundfont_names_the_extra(tmp_path, known_tune, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["0051-0100_0013.mid", "0811-0899_0060.mid", "0101-0200_0001.mid",
-                                  "0550-0625_0051.mid"])
+                                  "0550-0625_0051.mid", "1710-1750_0032.mid"])
 def test_musicxml_reads_back_as_the_midi_notes_in_music21(tmp_path, name):
     # An independent reader: music21 parses our MusicXML; with ties merged, every note must have
-    # the MIDI file's onset, pitch and length (0811-0899_0060 has 16th triplets in 6/8).
+    # the MIDI file's onset, pitch and length (16th triplets: in 6/8 in 0811-0899_0060, followed by
+    # two 16ths in one beat of 2/4 in 1710-1750_0032).
     music21 = pytest.importorskip("music21")
     from melodylm.render.musicxml import to_musicxml
 

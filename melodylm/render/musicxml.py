@@ -69,11 +69,12 @@ def _windows(bar_list: list[Bar], tpq: int) -> list[tuple[float, float, bool]]:
 
 
 def quantize(points: np.ndarray, bar_list: list[Bar], tpq: int) -> tuple[np.ndarray, dict[int, int]]:
-    """Snap tick positions to divisions: each quarter window takes the 32nd or the triplet grid.
+    """Snap tick positions to divisions: each window takes the 32nd grid or a triplet grid.
 
-    The triplet grid is chosen for a window when it fits the window's positions with less total
-    error (ties go to the plain grid). Returns the snapped positions and the triplet windows
-    as {start: end} in divisions.
+    A window takes the grid that fits its positions with the least total error; ties go to the
+    plain grid, then to one triplet over the whole window. A quarter window may also split in
+    two eighths that choose apart (three 16th triplets then two 16ths). Returns the snapped
+    positions and the triplet windows as {start: end} in divisions.
     """
     x = points.astype(np.float64) * DIV / tpq
     wins = _windows(bar_list, tpq)
@@ -84,16 +85,40 @@ def quantize(points: np.ndarray, bar_list: list[Bar], tpq: int) -> tuple[np.ndar
     for i in np.unique(idx):
         sel = idx == i
         w0, w1, may = wins[i]
-        rel = x[sel] - w0
-        duple = np.round(rel / DUPLE) * DUPLE
-        use = duple
-        if may:
-            trip = np.round(rel / TRIPLE) * TRIPLE
-            if np.abs(rel - trip).sum() + 1e-6 < np.abs(rel - duple).sum():
-                use = trip
-                triplets[int(round(w0))] = int(round(w1))
-        out[sel] = np.minimum(np.round(w0 + use), round(w1)).astype(np.int64)
+        snapped, trip = _snap_window(x[sel] - w0, w1 - w0, may)
+        triplets.update({int(round(w0 + a)): int(round(w0 + z)) for a, z in trip})
+        out[sel] = np.minimum(np.round(w0 + snapped), round(w1)).astype(np.int64)
     return out, triplets
+
+
+def _snap_window(rel: np.ndarray, size: float, may: bool) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Best grid for positions ``rel`` in one window: (snapped positions, triplet sub-windows)."""
+    def snap(step: float) -> tuple[float, np.ndarray]:
+        s = np.round(rel / step) * step
+        return float(np.abs(rel - s).sum()), s
+
+    err, best = snap(DUPLE)
+    trip: list[tuple[float, float]] = []
+    if not may:
+        return best, trip
+    t_err, t = snap(TRIPLE)
+    if t_err + 1e-6 < err:
+        err, best, trip = t_err, t, [(0.0, size)]
+    if size == DIV:
+        half = size / 2
+        parts, total, halves = np.empty_like(rel), 0.0, []
+        for lo, m in ((0.0, rel < half - 1e-9), (half, rel >= half - 1e-9)):
+            r = rel[m] - lo
+            d = np.round(r / DUPLE) * DUPLE
+            tr = np.round(r / TRIPLE) * TRIPLE
+            use_t = np.abs(r - tr).sum() + 1e-6 < np.abs(r - d).sum()
+            parts[m] = lo + (tr if use_t else d)
+            total += float(np.abs(r - (tr if use_t else d)).sum())
+            if use_t:
+                halves.append((lo, lo + half))
+        if halves and total + 1e-6 < err:
+            best, trip = parts, halves
+    return best, trip
 
 
 def melody_segments(score, bar_list: list[Bar], split_tick: int | None):
