@@ -12,8 +12,11 @@ BIN := $(VENV)/bin
 # The CPU build is small and installs in seconds; a torch you installed yourself (e.g. CUDA) is kept.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.melodylm-installed
+# The SoundFont synthesizer of `melodylm render`, without its pyaudio dependency (live playback only,
+# no Linux wheel, needs PortAudio headers to build); rendering to WAV does not import it.
+TINYSOUNDFONT_SPEC ?= tinysoundfont>=0.3.7,<0.4
 
-.PHONY: install demo test bench bench-quality pretrained help
+.PHONY: install demo test bench bench-quality pretrained help browser
 
 help:
 	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
@@ -27,7 +30,8 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null && echo "keeping installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')" \
 		|| $(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[test,music21]"
+	$(BIN)/python -m pip install -q -e ".[test,music21,serve,render]"
+	$(BIN)/python -m pip install -q --no-deps "$(TINYSOUNDFONT_SPEC)"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +39,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/melodylm demo --force
 
-test: install
+# The playground's browser test drives Debian's chromium through its chromedriver (no browser download);
+# installed once, only where /usr/bin/chromium is missing. Without apt-get the test skips and says why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if command -v apt-get >/dev/null; then \
+			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; \
+		else echo "no apt-get here: install chromium and chromedriver to run tests/test_serve_browser.py"; fi; \
+	fi
+
+test: install browser
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 bench: install
@@ -45,6 +58,7 @@ bench: install
 	$(BIN)/python bench/ngram.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/generate_speed.py
+	$(BIN)/python bench/serve_latency.py
 
 # Test bits per note of gpt, lstm, bilstm and the 5-gram on O'Neill + Essen (imports Essen first).
 bench-quality: install

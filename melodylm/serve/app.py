@@ -1,0 +1,254 @@
+"""The web layer: a FastAPI app whose routes parse a request and call :class:`Playground`.
+
+``create_app(...)`` builds the app (tests use it with the framework's test client);
+``serve(...)`` runs it under uvicorn, bound to 127.0.0.1 unless told otherwise.
+"""
+
+
+import asyncio
+import contextlib
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from melodylm.errors import UserError
+from melodylm.serve.jobs import FileStore, GenerationQueue, QueueFull, RenderJobs
+from melodylm.serve.playground import Limits, Playground, list_checkpoints, list_tunes, parse_request, safe_name
+
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+               ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+               ".wav": "audio/wav", ".mid": "audio/midi", ".json": "application/json",
+               ".musicxml": "application/vnd.recordare.musicxml+xml", ".xml": "application/xml"}
+# Multipart fields besides the file are a few short numbers; this much room on top of the upload is ample.
+FORM_OVERHEAD = 64 * 1024
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _need_web():
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
+    except ImportError:
+        raise UserError("the playground needs its extra: pip install 'melodylm[serve]'") from None
+
+
+def render_file(midi_path, out_dir, **options) -> dict[str, Path]:
+    """``melodylm.render.render_file``, or a one-line error naming what is missing."""
+    try:
+        from melodylm.render import render_file as render
+    except ImportError as e:
+        raise UserError(f"audio and sheet music need melodylm.render ({e})") from None
+    return render(midi_path, out_dir, **options)
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The page's files, read once from package data: name -> (bytes, media type)."""
+    out = {}
+    for f in resources.files("melodylm.serve").joinpath("static").iterdir():
+        if f.is_file() and Path(f.name).suffix in MEDIA_TYPES:
+            out[f.name] = (f.read_bytes(), MEDIA_TYPES[Path(f.name).suffix])
+    return out
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before any route reads it."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._too_large(send)
+        chunks, size, more = [], 0, True
+        while more:  # buffer the body (at most ``limit`` bytes) so a chunked upload is limited as well
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > self.limit:
+                return await self._too_large(send)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def _too_large(self, send):
+        from starlette.responses import JSONResponse
+
+        limit = _size(self.limit - FORM_OVERHEAD)
+        resp = JSONResponse({"error": f"request too large: uploads are limited to {limit}"}, status_code=413)
+        await resp({"type": "http"}, None, send)
+
+
+def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | None = None,
+               limits: Limits | None = None, corpus: str | Path | None = None, device: str = "cpu",
+               render: Callable[..., dict[str, Path]] | None = render_file, render_workers: int = 2,
+               program: int = 0, cwd: str | Path | None = None):
+    """The playground app.
+
+    Args:
+        checkpoint: offered first and used by default; the shipped model and the runs under
+            ``<cwd>/checkpoints`` are offered too.
+        out_dir: where samples and renders are written (default: a fresh temporary folder).
+        limits: upload size, samples, tokens and bars per request, queue length.
+        corpus: an imported corpus folder with ``MANIFEST.tsv`` (default: the embedded O'Neill corpus).
+        render: ``render_file(midi, out_dir, formats=..., program=..., split_tick=..., stem=...)``;
+            ``None`` writes MIDI only.
+        render_workers: threads rendering audio and sheet music while the page shows the piano roll.
+    """
+    _need_web()
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+    from starlette.responses import FileResponse, JSONResponse, Response
+
+    from melodylm.dataset import DEFAULT_CORPUS
+
+    limits = limits or Limits()
+    root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="melodylm-serve-"))
+    store = FileStore(root)
+    pg = Playground(list_checkpoints(checkpoint, cwd), store,
+                    RenderJobs(store, render, render_workers) if render is not None else None,
+                    Path(corpus) if corpus else DEFAULT_CORPUS, limits, device, program,
+                    refresh=lambda: list_checkpoints(None, cwd))
+    queue = GenerationQueue(limits.max_waiting)
+    static = _static_files()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        queue.shutdown()
+        if pg.renders is not None:
+            pg.renders.shutdown()
+
+    app = FastAPI(title="melodylm playground", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.playground, app.state.queue, app.state.store = pg, queue, store
+
+    def error(status: int, msg: str) -> JSONResponse:
+        return JSONResponse({"error": " ".join(str(msg).split())[:300]}, status_code=status)
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, e: UserError):
+        return error(400, str(e))
+
+    @app.exception_handler(QueueFull)
+    async def _busy(request: Request, e: QueueFull):
+        return error(503, str(e))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, e: HTTPException):
+        return error(e.status_code, "not found" if e.status_code == 404 else e.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        return error(400, f"bad request: {e.errors()[0].get('msg', 'invalid input') if e.errors() else ''}")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, e: Exception):
+        return error(500, f"internal error: {type(e).__name__}: {e}")
+
+    @app.get("/")
+    async def index():
+        body, media = static["index.html"]
+        return Response(body, media_type=media)
+
+    @app.get("/static/{name}")
+    async def static_file(name: str):
+        if name not in static:
+            return error(404, "not found")
+        body, media = static[name]
+        return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/checkpoints")
+    async def checkpoints():
+        return {"checkpoints": pg.checkpoint_list(), "limits": vars(limits)}
+
+    @app.get("/api/tunes")
+    async def tunes(q: str = "", limit: int = 50):
+        return {"tunes": list_tunes(pg.corpus, q[:200], max(1, min(limit, 500)))}
+
+    @app.post("/api/sample")
+    async def sample(request: Request):
+        return await _sample(request, pg, queue, store, limits)
+
+    @app.get("/api/batches/{bid}")
+    async def batch(bid: str):
+        b = store.get_batch(bid)
+        return pg.batch_state(b) if b is not None else error(404, "not found")
+
+    @app.get("/files/{bid}/{name:path}")
+    async def files(bid: str, name: str):
+        path = store.lookup(bid, name)  # a dict lookup: a request path is never joined onto a folder
+        if path is None:
+            return error(404, "not found")
+        return FileResponse(path, media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"))
+
+    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + FORM_OVERHEAD)
+    return app
+
+
+async def _sample(request, pg: Playground, queue: GenerationQueue, store: FileStore, limits: Limits) -> Any:
+    """Parse the form, save an upload, queue the generation and wait for it."""
+    from starlette.responses import JSONResponse
+
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except Exception as e:  # a malformed multipart body is the client's mistake
+        raise UserError(f"bad form data: {e}") from None
+    fields: dict[str, Any] = {}
+    upload = None
+    for key, value in form.multi_items():
+        if key == "prompt" and hasattr(value, "read"):
+            upload = value
+        elif isinstance(value, str):
+            fields[key] = value
+        else:
+            raise UserError(f"field {key!r}: only 'prompt' may be a file")
+    req = parse_request(fields)
+    batch = store.new_batch()
+    if upload is not None:
+        data = await upload.read()
+        if len(data) > limits.max_upload_bytes:
+            return JSONResponse({"error": f"prompt: {_size(len(data))} is over the upload limit of "
+                                          f"{_size(limits.max_upload_bytes)}"}, status_code=413)
+        name = safe_name(upload.filename or "prompt.mid")
+        if not data:
+            raise UserError(f"prompt {name}: empty file (0 bytes)")
+        (batch.folder / "prompt").mkdir()
+        req.prompt_file, req.prompt_name = batch.folder / "prompt" / name, name
+        req.prompt_file.write_bytes(data)
+    fut = queue.submit(pg.sample, req, batch)
+    return await asyncio.wrap_future(fut)
+
+
+def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
+          out_dir: str | Path | None = None, limits: Limits | None = None, device: str = "cpu",
+          log_level: str = "warning", **options) -> None:
+    """Run the playground under uvicorn and print its URL; blocks until interrupted.
+
+    ``options`` go to :func:`create_app` (``corpus``, ``render_workers``, ``program``, ``cwd``).
+    """
+    import uvicorn
+
+    _need_web()
+    app = create_app(checkpoint, out_dir=out_dir, limits=limits, device=device, **options)
+    pg = app.state.playground
+    default = next(iter(pg.checkpoints), None)
+    print(f"melodylm playground: http://{host}:{port}/  (checkpoint {default or 'none'}; Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
