@@ -16,11 +16,12 @@ STAMP := $(VENV)/.melodylm-installed
 # no Linux wheel, needs PortAudio headers to build); rendering to WAV does not import it.
 TINYSOUNDFONT_SPEC ?= tinysoundfont>=0.3.7,<0.4
 
-.PHONY: install demo test bench bench-quality pretrained help browser
+.PHONY: install demo test test-fast bench bench-quality pretrained help browser
 
 help:
 	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
 	@echo "make test   - install, then run the test suite"
+	@echo "make test-fast - the suite without the slow end-to-end tests (under a minute on 2 cores)"
 	@echo "make bench  - run the side-by-side benchmarks (see BENCHMARKS.md)"
 
 $(BIN)/python:

@@ -33,7 +33,8 @@ ARGS = ["--arch", "gpt", "--size", "tiny", "--batch-size", "4", "--eval-interval
         "--set", "dropout=0.0", "--set", "warmup_steps=1", "--set", f"lr_decay_steps={MORE}", "--lr", "0.003"]
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
+# torchrun starts two processes per test (tens of seconds each on 2 cores): the slow set.
+pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
 
 
 def torchrun_command(*args: str) -> tuple[list[str], dict[str, str]]:

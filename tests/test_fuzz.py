@@ -234,6 +234,7 @@ def fuzz_run(fuzz_dir, tmp_path_factory) -> dict:
             "cpu": usage.ru_utime + usage.ru_stime}
 
 
+@pytest.mark.slow
 def test_tokenize_finishes_with_one_manifest_line_per_file(fuzz_run, fuzz_dir):
     assert fuzz_run["rc"] == 0, fuzz_run["stderr"][-2000:]
     assert "Traceback" not in fuzz_run["stderr"]
@@ -263,6 +264,7 @@ def test_tokenize_finishes_with_one_manifest_line_per_file(fuzz_run, fuzz_dir):
     assert len(ds.split("train").tune(0)) > 2
 
 
+@pytest.mark.slow
 def test_tokenize_memory_stays_bounded(fuzz_run):
     print(f"\n{FUZZ_N} files: {fuzz_run['wall']:.1f} s wall, {fuzz_run['cpu']:.1f} s CPU, "
           f"peak RSS {fuzz_run['maxrss'] / 2**20:.0f} MiB")

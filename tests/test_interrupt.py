@@ -98,6 +98,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tiny_dataset, tmp_path, capsy
     assert weights_equal(resumed["model"], whole["model"])
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_times_keeps_a_loadable_checkpoint(tiny_dataset, tmp_path, capsys):
     rng = random.Random(20240611)
     out, total = tmp_path / "run", 2000
