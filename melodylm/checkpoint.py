@@ -288,4 +288,6 @@ def tokenizer_difference(ours: dict, theirs: dict) -> str | None:
         parts.append("another learned subword vocabulary")
     if not parts and ours.get("base_vocab") != theirs.get("base_vocab"):
         parts.append("another base vocabulary")
+    if ours.get("extra") != theirs.get("extra"):
+        parts.append("other control or fill tokens")
     return "; ".join(parts) or None

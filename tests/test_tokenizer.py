@@ -293,3 +293,57 @@ def test_miditok_adapter_names_a_missing_member():
 
     with pytest.raises(miditok_adapter.MiditokChanged, match=r"has no _tpb_per_ts.*miditok_adapter\.py"):
         miditok_adapter.check(Renamed())
+
+
+# --- extras: control tokens and fill-in-the-middle sentinels ---------------------------------------
+CONTROLS = [{"key": "D minor", "meter": "6/8", "style": "jigs"}, {"key": "G major", "meter": "4/4", "style": "reels"}]
+
+
+@pytest.mark.parametrize("subword", ["none", "bpe"])
+def test_extras_follow_the_own_ids_and_survive_the_dict(subword):
+    tok = MelodyTokenizer()
+    seq = tok.encode_score(score_of(scale_ticks(), 480, (4, 4)))
+    if subword != "none":
+        tok.train_subwords([seq, seq[::-1].copy()], subword, tok.base_vocab_size + 10)
+    plain = tok.fingerprint()
+    own = tok.vocab_size
+    vocab = tok.set_extra(CONTROLS)
+    assert vocab.offset == tok.core_vocab_size == own
+    assert tok.vocab_size == own + 3 + 2 + 2 + 2  # sentinels, keys, meters, styles
+    assert tok.has_controls and tok.has_infill
+    again = MelodyTokenizer.from_dict(tok.to_dict())
+    assert again.extra == tok.extra and again.vocab_size == tok.vocab_size
+    assert again.fingerprint() == tok.fingerprint() != plain
+    assert again.fingerprint(extras=False) == plain == tok.without_extra().fingerprint()
+    head = tok.head_ids({"key": "G major", "meter": None, "style": "reels"})
+    assert head.tolist() == [tok.bos_id, vocab.id("Key_G_major"), vocab.id("Style_reels")]
+    ids = np.concatenate([head, tok.encode_ids(seq), [tok.eos_id]])
+    assert tok.head_length(ids) == 3
+    # decoding drops the extras, so a sequence with controls decodes to the tune
+    assert np.array_equal(tok.decode_ids(ids[1:-1]), seq)
+    assert np.array_equal(tok.strip(ids), np.concatenate([[tok.bos_id], tok.encode_ids(seq), [tok.eos_id]]))
+
+
+def test_a_tokenizer_without_extras_is_unchanged():
+    """Every tokenizer saved before controls: no "extra" key, no extra ids, the same fingerprint."""
+    tok = MelodyTokenizer()
+    d = tok.to_dict()
+    assert "extra" not in d
+    again = MelodyTokenizer.from_dict(d)
+    assert again.extra is None and not again.has_controls and not again.has_infill
+    assert again.vocab_size == again.core_vocab_size == again.base_vocab_size
+    assert again.head_ids().tolist() == [tok.bos_id]
+    assert again.head_length([tok.bos_id, 5, 6]) == 1
+    with pytest.raises(KeyError):
+        again.prefix_ids({"key": "D minor"})
+
+
+def test_extras_that_do_not_follow_the_own_ids_are_refused():
+    from melodylm.errors import DataError
+
+    tok = MelodyTokenizer()
+    tok.set_extra(CONTROLS)
+    d = tok.to_dict()
+    d["extra"]["offset"] += 1
+    with pytest.raises(DataError, match="extra tokens start"):
+        MelodyTokenizer.from_dict(d)

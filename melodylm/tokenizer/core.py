@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melodylm.controls import ExtraVocab, known_values
 from melodylm.errors import DataError, UserError
 import melodylm.tokenizer.miditok_adapter as miditok_adapter
 import melodylm.tokenizer.subwords as subwords
@@ -109,12 +110,19 @@ def may_hold_chords(score, beat_res: int) -> bool:
 
 @dataclass
 class MelodyTokenizer:
-    """Base tokens from miditok, optionally compressed into sentencepiece subwords."""
+    """Base tokens from miditok, optionally compressed into sentencepiece subwords.
+
+    ``extra`` (:class:`melodylm.controls.ExtraVocab`) holds the control tokens and
+    fill-in-the-middle sentinels, appended after the tokenizer's own ids (base tokens or pieces,
+    :attr:`core_vocab_size` of them); ``None`` for a tokenizer without them, such as every one
+    saved before controls existed, which then behaves exactly as it always did.
+    """
 
     settings: TokenizerSettings = field(default_factory=TokenizerSettings)
     subword: str = "none"
     sp_model: bytes | None = None  # serialized sentencepiece model when subword != "none"
     base_vocab: list[str] | None = None  # saved so a different miditok version is caught
+    extra: ExtraVocab | None = None
 
     def __post_init__(self) -> None:
         import miditok
@@ -140,11 +148,19 @@ class MelodyTokenizer:
             if self.sp_model is None:
                 raise DataError(f"subword tokenizer {self.subword!r} has no sentencepiece model")
             self._load_sp(self.sp_model)
+        if self.extra is not None and self.extra.offset != self.core_vocab_size:
+            raise DataError(f"the tokenizer's extra tokens start at id {self.extra.offset}, not after its "
+                            f"{self.core_vocab_size} own ids: re-run `melodylm tokenize`")
 
     # --- vocabulary ---------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
-        """Size of the id space the model sees (subword pieces, or base tokens)."""
+        """Size of the id space the model sees: subword pieces or base tokens, then the extras."""
+        return self.extra.size if self.extra is not None else self.core_vocab_size
+
+    @property
+    def core_vocab_size(self) -> int:
+        """Ids the tokenizer itself encodes (subword pieces, or base tokens), without extras."""
         return self._sp.get_piece_size() if self._sp is not None else len(self.base_vocab)
 
     @property
@@ -162,6 +178,61 @@ class MelodyTokenizer:
     @property
     def eos_id(self) -> int:
         return self._sp.piece_to_id(self._char(self.eos_id_base)) if self._sp is not None else self.eos_id_base
+
+    # --- controls and fill-in-the-middle sentinels ---------------------------------------------
+    def set_extra(self, controls_list, sentinels: bool = True) -> ExtraVocab:
+        """Give the tokenizer control tokens for the values seen in ``controls_list`` (dicts as
+        :func:`melodylm.controls.derive_controls` makes them) and, with ``sentinels``, the
+        fill-in-the-middle sentinels. Call it after :meth:`train_subwords`: extras follow the pieces.
+        """
+        self.extra = ExtraVocab.build(self.core_vocab_size, known_values(controls_list), sentinels)
+        return self.extra
+
+    @property
+    def has_controls(self) -> bool:
+        return self.extra is not None and self.extra.has_controls
+
+    @property
+    def has_infill(self) -> bool:
+        return self.extra is not None and self.extra.has_infill
+
+    def strip(self, ids) -> np.ndarray:
+        """Model ids without control tokens and sentinels (unchanged for a tokenizer without extras)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids if self.extra is None else self.extra.strip(ids)
+
+    def prefix_ids(self, controls: dict) -> np.ndarray:
+        """Ids of the control tokens of ``controls`` (absent ones left out), to follow BOS.
+
+        Empty for an empty dict; a value this tokenizer does not know raises KeyError (check user
+        requests with :func:`melodylm.controls.resolve_request` first).
+        """
+        if self.extra is None:
+            if any(controls.get(k) for k in ("key", "meter", "style")):
+                raise KeyError("this tokenizer has no control tokens")
+            return np.zeros(0, dtype=np.int64)
+        return self.extra.prefix_ids(controls)
+
+    def head_ids(self, controls: dict | None = None) -> np.ndarray:
+        """``BOS`` and the control tokens: how every sequence starts."""
+        return np.concatenate([[self.bos_id], self.prefix_ids(controls or {})]).astype(np.int64)
+
+    def head_length(self, ids) -> int:
+        """Length of the head (BOS and the control tokens after it) of a sequence of model ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids) or ids[0] != self.bos_id:
+            return 0
+        if self.extra is None:
+            return 1
+        n = 1
+        while n < len(ids) and ids[n] >= self.extra.offset and self.extra.name(int(ids[n])).startswith(
+                ("Key_", "Meter_", "Style_")):
+            n += 1
+        return n
+
+    def without_extra(self) -> "MelodyTokenizer":
+        """The same tokenizer with no control tokens or sentinels (what a model trained before them has)."""
+        return MelodyTokenizer(self.settings, self.subword, self.sp_model, list(self.base_vocab))
 
     def token_str(self, base_id: int) -> str:
         return self.base_vocab[base_id]
@@ -232,8 +303,8 @@ class MelodyTokenizer:
         return subwords.encode(self._sp, base_ids, self._bar_ids)
 
     def decode_ids(self, ids) -> np.ndarray:
-        """Base ids of model ids (inverse of :meth:`encode_ids`); unknown pieces are dropped."""
-        ids = np.asarray(ids, dtype=np.int64)
+        """Base ids of model ids (inverse of :meth:`encode_ids`); unknown pieces and extras are dropped."""
+        ids = self.strip(ids)
         if self._sp is None:
             return ids
         return subwords.decode(self._pieces, ids)
@@ -242,7 +313,7 @@ class MelodyTokenizer:
     def to_dict(self) -> dict:
         import miditok
 
-        return {
+        d = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "settings": asdict(self.settings),
@@ -251,6 +322,9 @@ class MelodyTokenizer:
             "base_vocab": self.base_vocab,
             "miditok_version": miditok.__version__ if hasattr(miditok, "__version__") else None,
         }
+        if self.extra is not None:  # absent, not null, so older tokenizers keep their fingerprint
+            d["extra"] = self.extra.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MelodyTokenizer":
@@ -260,7 +334,8 @@ class MelodyTokenizer:
             raise DataError(f"tokenizer format version {d.get('version')} is not supported "
                             f"(this melodylm reads version {FORMAT_VERSION})")
         sp = base64.b64decode(d["sp_model"]) if d.get("sp_model") else None
-        return cls(TokenizerSettings.from_dict(d["settings"]), d.get("subword", "none"), sp, d.get("base_vocab"))
+        return cls(TokenizerSettings.from_dict(d["settings"]), d.get("subword", "none"), sp, d.get("base_vocab"),
+                   ExtraVocab.from_tokenizer_dict(d))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
@@ -276,8 +351,13 @@ class MelodyTokenizer:
             raise DataError(f"{path} is not valid JSON: re-run `melodylm tokenize`") from None
         return cls.from_dict(d)
 
-    def fingerprint(self) -> str:
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    def fingerprint(self, extras: bool = True) -> str:
+        """Hash of the tokenizer; with ``extras=False`` of the tokenizer without its extras, the
+        same for a dataset tokenized with controls and a model trained on plain tokens of it."""
+        d = self.to_dict()
+        if not extras:
+            d.pop("extra", None)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 __all__ = ["CHAR_BASE", "FORMAT", "FORMAT_VERSION", "SCHEMES", "SPECIAL", "SUBWORDS", "MelodyTokenizer",
