@@ -217,3 +217,17 @@ def test_musicxml_reads_back_as_the_midi_notes_in_music21(tmp_path, name):
     got = [(round(float(n.offset), 3), n.pitch.midi, round(float(n.quarterLength), 3)) for n in parsed]
     want = [(round(n.time / tpq, 3), n.pitch, round(n.duration / tpq, 3)) for n in score.tracks[0].notes]
     assert got == want
+
+
+def test_upbeat_bar_when_asked(tmp_path):
+    from melodylm.render.musicxml import to_musicxml
+
+    # 3/4 with a one-beat upbeat and a full last bar: 1 + 3 + 3 + 3 beats, 1 beat past a bar line.
+    notes = [(0, 1, 67)] + [(1 + i, 1, 60 + i) for i in range(6)] + [(7, 3, 72)]
+    score = read_melody(write_midi(tmp_path / "up.mid", [Part(notes)], time_signature=(3, 4)))
+    plain = ET.fromstring(to_musicxml(score))
+    assert len(plain.findall(".//measure")) == 4 and plain.find(".//measure").get("number") == "1"
+    up = ET.fromstring(to_musicxml(score, pickup="auto"))
+    measures = up.findall(".//measure")
+    assert (measures[0].get("number"), measures[0].get("implicit")) == ("0", "yes")
+    assert [sum(int(d.text) for d in m.findall("note/duration")) for m in measures] == [24, 72, 72, 72]

@@ -292,7 +292,7 @@ def test_render_jobs_record_returned_paths(tmp_path):
     batch = store.new_batch()
     midi = batch.folder / "x.mid"
     midi.write_bytes(b"MThd")
-    jobs = RenderJobs(store, fake_render, workers=1)
+    jobs = RenderJobs(store, fake_render)
     assert jobs.submit(batch, midi, "x", ("wav", "svg")) == ["x.wav", "x.svg"]
     end = time.time() + 10
     while "pending" in batch.state.values() and time.time() < end:

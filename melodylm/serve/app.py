@@ -8,6 +8,7 @@
 import asyncio
 import contextlib
 import tempfile
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -98,8 +99,7 @@ class BodyLimit:
 
 def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | None = None,
                limits: Limits | None = None, corpus: str | Path | None = None, device: str = "cpu",
-               render: Callable[..., dict[str, Path]] | None = render_file, render_workers: int = 2,
-               program: int = 0, cwd: str | Path | None = None):
+               render: Callable[..., dict[str, Path]] | None = render_file, program: int = 0, cwd: str | Path | None = None):
     """The playground app.
 
     Args:
@@ -110,7 +110,6 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
         corpus: an imported corpus folder with ``MANIFEST.tsv`` (default: the embedded O'Neill corpus).
         render: ``render_file(midi, out_dir, formats=..., program=..., split_tick=..., stem=...)``;
             ``None`` writes MIDI only.
-        render_workers: threads rendering audio and sheet music while the page shows the piano roll.
     """
     _need_web()
     from fastapi import FastAPI, Request
@@ -124,7 +123,7 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="melodylm-serve-"))
     store = FileStore(root)
     pg = Playground(list_checkpoints(checkpoint, cwd), store,
-                    RenderJobs(store, render, render_workers) if render is not None else None,
+                    RenderJobs(store, render) if render is not None else None,
                     Path(corpus) if corpus else DEFAULT_CORPUS, limits, device, program,
                     refresh=lambda: list_checkpoints(None, cwd))
     queue = GenerationQueue(limits.max_waiting)
@@ -132,6 +131,7 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        threading.Thread(target=pg.warm, name="melodylm-warm", daemon=True).start()
         yield
         queue.shutdown()
         if pg.renders is not None:
@@ -242,7 +242,7 @@ def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: i
           log_level: str = "warning", **options) -> None:
     """Run the playground under uvicorn and print its URL; blocks until interrupted.
 
-    ``options`` go to :func:`create_app` (``corpus``, ``render_workers``, ``program``, ``cwd``).
+    ``options`` go to :func:`create_app` (``corpus``, ``render``, ``program``, ``cwd``).
     """
     import uvicorn
 

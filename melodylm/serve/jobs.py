@@ -4,8 +4,8 @@
   be fetched, so a request path is looked up in a dict and never joined onto a folder.
 - :class:`GenerationQueue` runs one generation at a time (the model and the CPU cores are
   shared) and refuses work past a fixed number of waiting requests.
-- :class:`RenderJobs` renders audio and sheet music in background threads while the page already
-  shows the piano roll, and keeps each file's state for the page to poll.
+- :class:`RenderJobs` renders audio and sheet music in background threads (one per kind) while the
+  page already shows the piano roll, and keeps each file's state for the page to poll.
 """
 
 from __future__ import annotations
@@ -119,21 +119,31 @@ class GenerationQueue:
 class RenderJobs:
     """Background rendering: ``submit`` marks the batch's files pending and renders them in turn.
 
+    Each group of formats has its own single thread (a "lane"): audio renders beside sheet music,
+    never two of one kind at once, since the engines are not thread-safe (verovio failed to load
+    every one of 4 MusicXML files engraved from 4 threads at once, and all 4 loaded one at a time).
     ``render`` has the signature of ``melodylm.render.render_file``; its returned paths are
     recorded in the store under ``<stem>.<format>``. A failure marks the files with its one line.
     """
 
-    def __init__(self, store: FileStore, render: Callable[..., dict[str, Path]], workers: int = 2):
+    def __init__(self, store: FileStore, render: Callable[..., dict[str, Path]]):
         self.store = store
         self.render = render
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="melodylm-render")
+        self._lanes: dict[tuple[str, ...], ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def _lane(self, formats: tuple[str, ...]) -> ThreadPoolExecutor:
+        with self._lock:
+            if formats not in self._lanes:
+                self._lanes[formats] = ThreadPoolExecutor(1, thread_name_prefix=f"melodylm-render-{'-'.join(formats)}")
+            return self._lanes[formats]
 
     def submit(self, batch: Batch, midi: Path, stem: str, formats: tuple[str, ...], **options) -> list[str]:
-        """Schedule ``formats`` of ``midi``; return the URL names they will have."""
+        """Schedule ``formats`` of ``midi`` on their lane; return the URL names they will have."""
         names = [f"{stem}.{fmt}" for fmt in formats]
         for name in names:
             self.store.add(batch, name, batch.folder / name, state="pending")
-        self._pool.submit(self._run, batch, midi, stem, formats, options)
+        self._lane(tuple(formats)).submit(self._run, batch, midi, stem, tuple(formats), options)
         return names
 
     def _run(self, batch: Batch, midi: Path, stem: str, formats: tuple[str, ...], options: dict) -> None:
@@ -153,4 +163,5 @@ class RenderJobs:
                 self.store.set_state(batch, name, f"error: the renderer wrote no {fmt} file")
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._lanes.values():
+            pool.shutdown(wait=False, cancel_futures=True)

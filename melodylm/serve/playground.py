@@ -198,6 +198,14 @@ class Playground:
                 self._models[name] = (model, tok, file_hash(path))
             return name, self._models[name]
 
+    def warm(self) -> None:
+        """Load the default model and import the renderers, so the first Generate does not wait for them."""
+        try:
+            self.model(None)
+            import melodylm.render  # noqa: F401  (verovio, the synthesizer and matplotlib load here)
+        except Exception:  # a missing model or extra is reported by the request that needs it
+            pass
+
     def prompt_path(self, req: SampleRequest) -> Path | None:
         """The MIDI file to continue: the upload, a corpus tune, or none."""
         if req.prompt_file is not None and req.tune:

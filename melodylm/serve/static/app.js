@@ -72,8 +72,8 @@ function pianoRoll(s) {
   const end = Math.max(4, ...notes.map((n) => n[0] + n[1]));
   const lo = Math.min(...notes.map((n) => n[2]), 60) - 1, hi = Math.max(...notes.map((n) => n[2]), 72) + 1;
   const barBeats = (s.time_signature[0] * 4) / s.time_signature[1];
-  const px = 14, row = 6, left = 34, top = 16, w = left + end * px + 4, h = top + (hi - lo + 1) * row + 4;
-  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "piano roll", class: "pianoroll" });
+  const px = 14, row = 6, left = 34, top = 28, w = left + end * px + 4, h = top + (hi - lo + 1) * row + 4;
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": "piano roll", class: "pianoroll" });
   for (let p = lo; p <= hi; p++) {
     const y = top + (hi - p) * row;
     if (NAMES[p % 12].includes("#")) svg.append(svgEl("rect", { x: left, y, width: end * px, height: row, fill: "#f1f3f7" }));
@@ -95,8 +95,8 @@ function pianoRoll(s) {
     svg.append(svgEl("line", { x1: x, x2: x, y1: top, y2: h, stroke: "#23395b", "stroke-width": 2, "stroke-dasharray": "4 2" }));
   }
   const legend = svgEl("g", { "font-size": 9 });
-  legend.append(svgEl("rect", { x: w - 150, y: 2, width: 8, height: 8, fill: "#8a8fa0" }), svgEl("text", { x: w - 139, y: 10 }, "prompt"),
-    svgEl("rect", { x: w - 95, y: 2, width: 8, height: 8, fill: "#e0662d" }), svgEl("text", { x: w - 84, y: 10 }, "continuation"));
+  legend.append(svgEl("rect", { x: left, y: 2, width: 8, height: 8, fill: "#8a8fa0" }), svgEl("text", { x: left + 11, y: 10 }, "prompt"),
+    svgEl("rect", { x: left + 55, y: 2, width: 8, height: 8, fill: "#e0662d" }), svgEl("text", { x: left + 66, y: 10 }, "continuation"));
   svg.append(legend);
   return svg;
 }
@@ -144,8 +144,9 @@ async function poll(result, cards, token) {
   while (token === state.polling) {
     const { files } = await api(result.status);
     const pending = result.samples.map((s, i) => fileState(cards[i], s, files)).some(Boolean);
-    const done = Object.values(files).filter((v) => v !== "pending").length;
-    $("progress-text").textContent = `rendering audio and sheet music… ${done}/${Object.keys(files).length} files`;
+    const renders = Object.entries(files).filter(([k]) => !/\.(mid|json)$/.test(k)).map(([, v]) => v);
+    const done = renders.filter((v) => v !== "pending").length;
+    $("progress-text").textContent = `rendering audio and sheet music… ${done}/${renders.length} files`;
     if (!pending) break;
     await new Promise((r) => setTimeout(r, 150));
   }
