@@ -29,7 +29,7 @@ import numpy as np
 
 from melodylm import __version__
 from melodylm.errors import DataError, UserError
-from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, MELODY_MODES, load_melody, transpose
+from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, check_melody_mode, load_melody, transpose
 from melodylm.outputs import check_out_dir, publish_dir, staging_dir
 from melodylm.tokenizer import SCHEMES, SUBWORDS, MelodyTokenizer, TokenizerSettings
 
@@ -67,8 +67,7 @@ class TokenizeConfig:
     def validate(self) -> None:
         if self.scheme not in SCHEMES:
             raise UserError(f"--scheme {self.scheme!r} is not supported; choose one of {', '.join(SCHEMES)}")
-        if not (self.melody in MELODY_MODES or (self.melody.startswith("track:") and self.melody[6:].isdigit())):
-            raise UserError(f"--melody {self.melody!r}: use auto, skyline, all or track:N")
+        check_melody_mode(self.melody)
         if len(self.split) != 3 or any(x < 0 for x in self.split) or not 0.999 < sum(self.split) < 1.001:
             raise UserError("--split needs three non-negative fractions that sum to 1, e.g. 0.9,0.05,0.05")
         if self.split[0] <= 0:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-MELODY_MODES = ("auto", "skyline", "all")  # plus "track:N"
+from melodylm.errors import UserError
+
+MELODY_MODES = ("auto", "skyline", "all")  # plus "track:N" (an index) and "track:NAME"
 # Track names that announce the melody in files from notation programs and DAWs.
 _MELODY_NAME = re.compile(r"melod|vocal|voice|lead|solo|tune|sing|lyric|theme", re.I)
 
@@ -110,6 +112,65 @@ def content_hash(notes: np.ndarray, tpq: int, relative_pitch: bool = False) -> s
     return hashlib.sha1(data).hexdigest()[:16]
 
 
+def check_melody_mode(mode: str, flag: str = "--melody") -> None:
+    """Raise :class:`UserError` naming ``flag`` unless ``mode`` is a melody mode :func:`load_melody` knows."""
+    if mode in MELODY_MODES or (mode.startswith("track:") and mode[6:].strip()):
+        return
+    raise UserError(f"{flag} {mode!r}: use auto, skyline, all, track:N (a track index, see `melodylm inspect FILE`) "
+                    "or track:NAME")
+
+
+def describe_tracks(tracks: list, notes: list[np.ndarray], which: list[int] | None = None,
+                    pitched_only: bool = False) -> str:
+    """Tracks of a file on one line, as ``--melody`` names them: ``track:1 'Bass' (32 notes), ...``.
+
+    ``which`` limits the list to those indices; ``pitched_only`` leaves out drum tracks and
+    tracks without notes (the ones a melody cannot be).
+    """
+    parts = []
+    for i in range(len(tracks)) if which is None else which:
+        t = tracks[i]
+        if pitched_only and (t.is_drum or not len(notes[i])):
+            continue
+        n = len(notes[i])
+        what = f"{n} note{'s' if n != 1 else ''}" if n else "no notes"
+        parts.append(f"track:{i} {t.name or ''!r} ({'drums, ' if t.is_drum else ''}{what})")
+    return ", ".join(parts) if parts else "none"
+
+
+def find_track(tracks: list, notes: list[np.ndarray], key: str) -> tuple[int | None, str]:
+    """The track ``--melody track:KEY`` means, or ``None`` and a one-line reason listing the tracks.
+
+    ``KEY`` is an index (digits) or a track name, compared case-insensitively: an exact name first,
+    else a unique part of one (``vocal`` finds ``Lead Vocal``). Among several tracks of that name the
+    only pitched one with notes wins; otherwise the name is ambiguous.
+    """
+    key = key.strip()
+    if key.isdigit():
+        idx = int(key)
+        if not 0 <= idx < len(tracks) or not len(notes[idx]):
+            return None, (f"track {idx} does not exist or has no notes ({len(tracks)} tracks: "
+                          f"{describe_tracks(tracks, notes)})")
+        return idx, ""
+    if not key:
+        return None, "track: needs an index or a name"
+    names = [(t.name or "").strip().casefold() for t in tracks]
+    want = key.casefold()
+    hits = [i for i, n in enumerate(names) if n == want] or [i for i, n in enumerate(names) if want in n]
+    if len(hits) > 1:
+        usable = [i for i in hits if not tracks[i].is_drum and len(notes[i])]
+        hits = usable if len(usable) == 1 else hits
+    if not hits:
+        return None, f"no track is named {key!r}; tracks: {describe_tracks(tracks, notes)}"
+    if len(hits) > 1:
+        return None, (f"track name {key!r} is ambiguous ({len(hits)} tracks match); pick one by index: "
+                      f"{describe_tracks(tracks, notes, hits)}")
+    idx = hits[0]
+    if not len(notes[idx]):
+        return None, f"track {idx} {tracks[idx].name!r} has no notes; tracks: {describe_tracks(tracks, notes)}"
+    return idx, ""
+
+
 def choose_track(tracks: list, notes: list[np.ndarray]) -> tuple[int, str]:
     """Index of the melody track among non-empty, non-drum tracks, and why it was chosen."""
     candidates = [i for i, t in enumerate(tracks) if not t.is_drum and len(notes[i])]
@@ -123,6 +184,45 @@ def choose_track(tracks: list, notes: list[np.ndarray]) -> tuple[int, str]:
     return best, why
 
 
+def read_score(path: str | Path, max_file_mb: float = MAX_FILE_MB) -> tuple[object | None, str, str]:
+    """Read a whole MIDI file: ``(score, "ok", "")``, or ``(None, status, reason)`` with status
+    ``failed`` (unreadable, not MIDI, corrupt) or ``skipped`` (too large). Never raises for a bad file.
+    """
+    import symusic
+
+    path = str(path)
+    try:
+        size = Path(path).stat().st_size
+    except OSError as e:
+        return None, "failed", f"cannot read file: {e.strerror or e}"
+    if Path(path).is_dir():  # open() would fail below and call it a corrupt MIDI file
+        return None, "failed", "cannot read file: it is a folder"
+    if size == 0:
+        return None, "failed", "empty file (0 bytes)"
+    if size > max_file_mb * 1e6:
+        return None, "skipped", f"file too large: {size / 1e6:.1f} MB (limit --max-file-mb {max_file_mb:g})"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(14)
+        if head[:4] != b"MThd":
+            if head[:4] == b"RIFF":
+                reason = "RIFF-wrapped MIDI (RMID) is not supported"
+            else:
+                reason = "not a MIDI file (no MThd header)"
+            return None, "failed", reason
+        if len(head) == 14 and head[12] & 0x80:  # a valid file, but times in frames, not beats
+            return None, "failed", "SMPTE time division is not supported (only ticks per beat)"
+        score = symusic.Score(path)
+    except Exception as e:  # symusic raises RuntimeError/ValueError for malformed files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.removeprefix("MiniMidi: ").removesuffix(": iostream error")
+        bad = re.fullmatch(r"Get (\w+)=(-?\d+)", msg)  # symusic's words for a data byte out of range
+        if bad:
+            msg = f"bad event: {bad[1].replace('_', ' ')} {bad[2]} is out of range"
+        return None, "failed", f"corrupt MIDI: {msg[:200]}"
+    return score, "ok", ""
+
+
 def load_melody(
     path: str | Path,
     mode: str = "auto",
@@ -134,47 +234,13 @@ def load_melody(
 
     ``mode``: ``auto`` (melody track reduced by skyline), ``skyline`` (all non-drum tracks merged
     and reduced to their top line), ``track:N`` (track N, reduced by skyline), ``all`` (all
-    non-drum tracks merged, polyphony kept as chords).
+    non-drum tracks merged, polyphony kept as chords), ``track:NAME`` (the track of that name,
+    see :func:`find_track`).
     """
-    import symusic
-
     path = str(path)
     mel = ChosenMelody(path=path)
-    try:
-        size = Path(path).stat().st_size
-    except OSError as e:
-        mel.status, mel.reason = "failed", f"cannot read file: {e.strerror or e}"
-        return mel
-    if Path(path).is_dir():  # open() would fail below and call it a corrupt MIDI file
-        mel.status, mel.reason = "failed", "cannot read file: it is a folder"
-        return mel
-    if size == 0:
-        mel.status, mel.reason = "failed", "empty file (0 bytes)"
-        return mel
-    if size > max_file_mb * 1e6:
-        mel.status, mel.reason = "skipped", f"file too large: {size / 1e6:.1f} MB (limit --max-file-mb {max_file_mb:g})"
-        return mel
-    try:
-        with open(path, "rb") as f:
-            head = f.read(14)
-        if head[:4] != b"MThd":
-            if head[:4] == b"RIFF":
-                reason = "RIFF-wrapped MIDI (RMID) is not supported"
-            else:
-                reason = "not a MIDI file (no MThd header)"
-            mel.status, mel.reason = "failed", reason
-            return mel
-        if len(head) == 14 and head[12] & 0x80:  # a valid file, but times in frames, not beats
-            mel.status, mel.reason = "failed", "SMPTE time division is not supported (only ticks per beat)"
-            return mel
-        score = symusic.Score(path)
-    except Exception as e:  # symusic raises RuntimeError/ValueError for malformed files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = msg.removeprefix("MiniMidi: ").removesuffix(": iostream error")
-        bad = re.fullmatch(r"Get (\w+)=(-?\d+)", msg)  # symusic's words for a data byte out of range
-        if bad:
-            msg = f"bad event: {bad[1].replace('_', ' ')} {bad[2]} is out of range"
-        mel.status, mel.reason = "failed", f"corrupt MIDI: {msg[:200]}"
+    score, mel.status, mel.reason = read_score(path, max_file_mb)
+    if score is None:
         return mel
     return select_melody(score, mode, mel, max_notes=max_notes, max_beats=max_beats)
 
@@ -202,17 +268,14 @@ def select_melody(score, mode: str, mel: ChosenMelody, max_notes: int = MAX_NOTE
         idx, why = choose_track(tracks, notes)
         chosen, used = notes[idx], [idx]
         info.update(track=idx, track_name=tracks[idx].name, why=why)
-    elif mode.startswith("track:"):
-        try:
-            idx = int(mode.split(":", 1)[1])
-        except ValueError:
-            mel.status, mel.reason = "failed", f"bad melody mode {mode!r}"
-            return mel
-        if not 0 <= idx < len(tracks) or not len(notes[idx]):
-            mel.status, mel.reason = "skipped", f"track {idx} does not exist or has no notes ({len(tracks)} tracks)"
+    elif mode.startswith("track:") and mode[6:].strip():
+        idx, why = find_track(tracks, notes, mode[6:])
+        if idx is None:
+            mel.status, mel.reason = "skipped", why
             return mel
         if tracks[idx].is_drum:  # its "pitches" name drum sounds (GM channel 10), not notes
-            mel.status, mel.reason = "skipped", f"track {idx} is a drum track; pick a pitched one (--melody track:N)"
+            mel.status, mel.reason = "skipped", (f"track {idx} is a drum track; pick a pitched one with --melody: "
+                                                 f"{describe_tracks(tracks, notes, pitched_only=True)}")
             return mel
         chosen, used = notes[idx], [idx]
         info.update(track=idx, track_name=tracks[idx].name)
@@ -403,3 +466,41 @@ def crop_from(score, notes: np.ndarray, tick: int):
         moved_sig.time = max(0, int(s.time) - shift)
         out.time_signatures.append(moved_sig)
     return out, moved
+
+
+def bar_index(score, tick: int) -> int:
+    """0-based number of the bar that holds ``tick`` (bar ``bar_index + 1`` in a score's own counting)."""
+    for b, line in enumerate(bar_lines(score)):
+        if line > tick:
+            return b - 1
+    raise AssertionError  # unreachable: the bar lines never end
+
+
+def score_from(score, tick: int):
+    """A copy of ``score`` from ``tick`` on, moved to start at 0.
+
+    Notes that start before ``tick`` are dropped; the tempo, time and key signatures in force at
+    ``tick`` move to 0 and later ones move with the notes (symusic's ``clip`` keeps them so). Give
+    a bar line as ``tick`` so the bars stay the score's bars.
+    """
+    tick = int(tick)
+    if tick <= 0:
+        return score.copy()
+    end = max(int(score.end()), tick) + 1
+    return score.clip(tick, end, clip_end=False).shift_time(-tick)
+
+
+def trim_silence(score, from_tick: int = 0) -> tuple[object, int]:
+    """``score`` from the bar holding its first note at or after ``from_tick``, moved to start at 0.
+
+    Whole empty bars before the melody go (a pop song's intro: its melody may start in bar 13);
+    a pickup keeps its bar, so a score whose first note lies in its first bar comes back
+    unchanged. Returns (the score, the tick of the original where it now starts).
+    Raises ``ValueError`` when no note starts at or after ``from_tick``.
+    """
+    notes = score_notes(score)
+    later = notes[notes[:, 0] >= from_tick]
+    if not len(later):
+        raise ValueError(f"no note starts at or after tick {from_tick}")
+    start = bar_start_before(score, int(later[0, 0]))
+    return (score_from(score, start) if start > 0 else score), start

@@ -128,3 +128,25 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+POP_MELODY = (0, 2, 4, 5, 7, 5, 4, 2)  # scale steps above G4 of the synthetic pop song's vocal line
+
+
+def pop_song(path: str | Path, melody_start: float = 48.0, melody_bars: int = 8,
+             extra: list[Part] | None = None) -> Path:
+    """A pop-like multitrack file in 4/4: drums, bass and piano chords from beat 0, and a
+    'Lead Vocal' line (one note a beat, from G4) entering at ``melody_start`` (beat 48 = bar 13).
+
+    Tracks: 0 Drums (drum flag), 1 Bass (program 33), 2 Piano (chords), 3 Lead Vocal (program 54),
+    then ``extra``.
+    """
+    beats = int(melody_start) + 4 * melody_bars
+    roots = (0, 5, 7, 5)  # I IV V IV, one chord a bar
+    drums = Part([(b, 0.25, 36 if b % 2 == 0 else 38) for b in range(beats)], name="Drums", is_drum=True)
+    bass = Part([(b, 1.5, 36 + roots[(b // 4) % 4]) for b in range(0, beats, 2)], name="Bass", program=33)
+    piano = Part([(b, 4.0, p + roots[(b // 4) % 4]) for b in range(0, beats, 4) for p in (60, 64, 67)],
+                 name="Piano")
+    vocal = Part([(melody_start + i, 1.0, 67 + POP_MELODY[i % 8]) for i in range(4 * melody_bars)],
+                 name="Lead Vocal", program=54)
+    return write_midi(path, [drums, bass, piano, vocal, *(extra or [])])

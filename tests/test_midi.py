@@ -78,7 +78,8 @@ def test_track_n_takes_that_track(tmp_path):
     missing = load_melody(path, "track:7")
     assert missing.status == "skipped" and "track 7" in missing.reason
     drums = load_melody(path, "track:2")
-    assert (drums.status, drums.reason) == ("skipped", "track 2 is a drum track; pick a pitched one (--melody track:N)")
+    assert (drums.status, drums.reason) == ("skipped", "track 2 is a drum track; pick a pitched one with --melody: "
+                                                       "track:0 'Melody' (8 notes), track:1 'Bass' (8 notes)")
 
 
 def test_skyline_drops_lower_overlapping_notes():
@@ -320,3 +321,135 @@ def test_crop_keeps_the_velocity_of_the_notes(tmp_path):
     notes = score_notes(score)
     out, _ = crop_from(score, notes[4:], 4 * TPQ)
     assert {n.velocity for n in out.tracks[0].notes} == {100} and len(out.tracks[0].notes) == 4
+
+
+# ---------------------------------------------------------------------------- pop files: names, silence
+
+def test_track_by_name_case_insensitive_exact_then_part(tmp_path):
+    from conftest import pop_song
+
+    path = pop_song(tmp_path / "pop.mid")
+    for key in ("Lead Vocal", "lead vocal", "  LEAD VOCAL ", "vocal"):
+        mel = load_melody(path, f"track:{key}")
+        assert mel.status == "ok" and mel.info["track"] == 3 and mel.info["track_name"] == "Lead Vocal", key
+    piano = load_melody(path, "track:piano")
+    assert piano.info["track"] == 2 and piano.info["dropped_notes"] > 0  # chords reduced to their top line
+    assert load_melody(path, "track:3").info["track"] == 3  # digits stay an index
+
+
+def test_unknown_or_ambiguous_track_name_lists_the_tracks(tmp_path):
+    from conftest import pop_song
+
+    path = pop_song(tmp_path / "pop.mid", extra=[Part(scale(0, 8, low=72), name="Guitar 1"),
+                                                 Part(scale(0, 8, low=60), name="Guitar 2")])
+    unknown = load_melody(path, "track:sax")
+    assert unknown.status == "skipped" and "\n" not in unknown.reason
+    assert unknown.reason.startswith("no track is named 'sax'; tracks: track:0 'Drums' (drums, 80 notes), "
+                                     "track:1 'Bass' (40 notes), ")
+    assert "track:3 'Lead Vocal' (32 notes)" in unknown.reason and "track:5 'Guitar 2' (8 notes)" in unknown.reason
+    ambiguous = load_melody(path, "track:guitar")
+    assert ambiguous.status == "skipped"
+    assert ambiguous.reason == ("track name 'guitar' is ambiguous (2 tracks match); pick one by index: "
+                                "track:4 'Guitar 1' (8 notes), track:5 'Guitar 2' (8 notes)")
+    assert load_melody(path, "track:guitar 2").info["track"] == 5  # an exact name is not ambiguous
+
+
+def test_same_name_twice_takes_the_pitched_one_with_notes(tmp_path):
+    import symusic
+
+    from melodylm.midi import ChosenMelody, select_melody
+
+    keys_drums = Part([(0, 0.5, 42)], name="Keys", is_drum=True)
+    path = write_midi(tmp_path / "f.mid", [keys_drums, BASS, Part(scale(low=72), name="keys")])
+    assert load_melody(path, "track:KEYS").info["track"] == 2
+    # symusic drops a file's empty tracks when reading; a score built in code may still hold one
+    score = symusic.Score(TPQ)
+    score.tracks.append(symusic.Track(name="Vox"))
+    score.tracks.append(symusic.Score(str(path)).tracks[1])
+    mel = select_melody(score, "track:vox", ChosenMelody(path="x"))
+    assert mel.status == "skipped" and mel.reason.startswith("track 0 'Vox' has no notes; tracks: track:0 'Vox'")
+
+
+def test_drum_track_names_the_pitched_tracks(tmp_path):
+    from conftest import pop_song
+
+    path = pop_song(tmp_path / "pop.mid", extra=[Part([(0, 1, 60)], name="Synth", program=80)])
+    for mode in ("track:0", "track:drums"):
+        mel = load_melody(path, mode)
+        assert mel.status == "skipped"
+        assert mel.reason == ("track 0 is a drum track; pick a pitched one with --melody: track:1 'Bass' (40 notes), "
+                              "track:2 'Piano' (60 notes), track:3 'Lead Vocal' (32 notes), "
+                              "track:4 'Synth' (1 note)")
+
+
+def test_check_melody_mode():
+    from melodylm.errors import UserError
+    from melodylm.midi import check_melody_mode
+
+    for ok in ("auto", "skyline", "all", "track:2", "track:Lead Vocal"):
+        check_melody_mode(ok)
+        TokenizeConfig(inputs=["x"], melody=ok).validate()
+    for bad in ("track:", "track: ", "melody", "Track:1"):
+        with pytest.raises(UserError, match="--melody.*track:NAME"):
+            check_melody_mode(bad)
+        with pytest.raises(UserError, match="--melody"):
+            TokenizeConfig(inputs=["x"], melody=bad).validate()
+
+
+def test_tokenize_takes_the_track_named(tmp_path):
+    from conftest import pop_song
+
+    pop_song(tmp_path / "in" / "a.mid")
+    write_midi(tmp_path / "in" / "b.mid", [Part(scale(low=60), name="Flute")])
+    out = tmp_path / "data"
+    tokenize(TokenizeConfig(inputs=[str(tmp_path / "in")], out_dir=str(out), melody="track:bass",
+                            split=(1.0, 0.0, 0.0), workers=1), progress=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["a.mid"]["melody"]["track_name"] == "Bass"
+    assert by_name["b.mid"]["status"] == "skipped" and "no track is named 'bass'" in by_name["b.mid"]["reason"]
+
+
+def test_trim_silence_cuts_whole_empty_bars_only(tmp_path):
+    import symusic
+
+    from conftest import pop_song
+    from melodylm.midi import bar_index, score_notes, trim_silence
+
+    mel = load_melody(pop_song(tmp_path / "pop.mid"), "auto")
+    assert mel.info["track_name"] == "Lead Vocal"
+    assert bar_index(mel.score, 48 * TPQ) == 12 and bar_index(mel.score, 48 * TPQ - 1) == 11
+    out, start = trim_silence(mel.score)
+    assert start == 48 * TPQ and score_notes(out)[0, 0] == 0 and len(score_notes(out)) == 32
+    assert [(t.numerator, t.denominator, t.time) for t in out.time_signatures] == [(4, 4, 0)]
+    assert len(out.tempos) == 1 and out.tempos[0].time == 0 and abs(out.tempos[0].qpm - 120) < 1e-3
+    # from bar 15 on: the bar line itself, not the first note after it
+    later, start = trim_silence(mel.score, 56 * TPQ)
+    assert start == 56 * TPQ and len(score_notes(later)) == 24
+    # a pickup in the first bar and a melody from beat 0 come back unchanged
+    pickup = write_midi(tmp_path / "pickup.mid", [Part(scale(2, 8), name="Tune")], time_signature=(3, 4))
+    score = symusic.Score(str(pickup))
+    same, start = trim_silence(score)
+    assert start == 0 and same is score
+    with pytest.raises(ValueError):
+        trim_silence(score, 100 * TPQ)
+
+
+def test_score_from_moves_the_signatures_in_force(tmp_path):
+    import symusic
+
+    from melodylm.midi import bar_lines, score_from, score_notes
+
+    score = _score_with_signatures([(0, 3, 4), (2 * 3 * TPQ, 2, 4)])
+    score.tempos.append(symusic.Tempo(0, 90))
+    score.key_signatures.append(symusic.KeySignature(0, 2, 0))
+    track = symusic.Track(name="t")
+    for k in range(10):
+        track.notes.append(symusic.Note(k * TPQ, TPQ, 60 + k, 77))
+    score.tracks.append(track)
+    out = score_from(score, 3 * TPQ)  # bar 2 of 3/4; 2/4 starts one bar later
+    assert [(t.time, t.numerator, t.denominator) for t in out.time_signatures] == [(0, 3, 4), (3 * TPQ, 2, 4)]
+    assert [(k.time, k.key) for k in out.key_signatures] == [(0, 2)] and out.tempos[0].time == 0
+    assert score_notes(out)[:, 2].tolist() == list(range(63, 70)) and {n.velocity for n in out.tracks[0].notes} == {77}
+    assert list(zip(range(3), bar_lines(out))) == [(0, 0), (1, 3 * TPQ), (2, 5 * TPQ)]
+    assert score_notes(score_from(score, 0)).tolist() == score_notes(score).tolist()
