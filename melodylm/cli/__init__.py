@@ -5,7 +5,7 @@ flags to the parser and ``run`` builds a config from them and calls one library 
 mistakes raise :class:`melodylm.errors.UserError` and end as one line on stderr with exit code
 2; ``--debug`` shows the traceback instead.
 
-Modules: ``data`` (corpus, tokenize, detokenize), ``training`` (train, evaluate), ``sample``,
+Modules: ``data`` (corpus, tokenize, detokenize), ``training`` (train, evaluate), ``sample``, ``render_cmd``,
 ``scores`` (bleu, copies, metrics), ``demo``; ``common`` holds what they share.
 """
 
@@ -16,7 +16,7 @@ import sys
 from typing import Callable, NamedTuple
 
 from melodylm import __version__
-from melodylm.cli import data, demo, sample, scores, training
+from melodylm.cli import data, demo, render_cmd, sample, scores, training
 from melodylm.cli.common import Formatter, Parser
 from melodylm.errors import UserError
 
@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "train": _command(training, "train"),
     "evaluate": _command(training, "evaluate"),
     "sample": _command(sample, "sample"),
+    "render": _command(render_cmd, "render"),
     "bleu": _command(scores, "bleu"),
     "copies": _command(scores, "copies"),
     "metrics": _command(scores, "metrics"),
