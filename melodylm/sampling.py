@@ -23,6 +23,24 @@ from melodylm.tokenizer.grammar import Grammar
 STOP_REASONS = ("running", "eos", "max_tokens", "max_notes", "max_bars")
 
 
+@dataclass(frozen=True)
+class MiddleBars:
+    """What the loop must respect while it writes bars A..B of a tune between kept bars.
+
+    The prompt is ``BOS controls prefix FILL_SUFFIX suffix FILL_MIDDLE`` and the grammar starts
+    from the prefix's state, which the middle continues. Bars are counted in time from 0.
+    """
+
+    first_bar: int  # bar A - 1: no note starts before it
+    end_bar: int  # bar B: time may not reach it (the suffix starts there)
+    end_id: int  # FILL_END: ends the middle where the end token would end a tune
+    time_signature: int | None = None  # base id of the TimeSig in force: no other is written
+
+    @property
+    def bars(self) -> tuple[int, int]:
+        return self.first_bar, self.end_bar
+
+
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> torch.Tensor:
     """Temperature, then top-k, then nucleus (top-p) filtering of ``(B, V)`` logits.
@@ -83,7 +101,7 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
                      generator: torch.Generator | None = None, device: str | torch.device = "cpu", *,
                      constrain: bool = True, max_notes: int | None = None, max_bars: int | None = None,
                      use_cache: bool = True, ignore_eos: bool = False, prompt_base: list[int] | None = None,
-                     grammar: Grammar | None = None) -> list[GeneratedIds]:
+                     grammar: Grammar | None = None, middle: MiddleBars | None = None) -> list[GeneratedIds]:
     """Generate ``n`` continuations of ``prompt`` (model ids; BOS is prepended when missing) in one batch.
 
     Prefill once, then one token per step for every sequence still running; a sequence stops
@@ -97,6 +115,11 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     ``use_cache=False`` recomputes ``forward`` on the last ``max_context`` tokens at every step
     (a reference and a benchmark baseline). ``ignore_eos`` never ends before ``max_new_tokens``
     (benchmarks).
+
+    ``middle`` writes the middle of a tune (:class:`MiddleBars`): pass the prefix's base tokens
+    as ``prompt_base``; ids that put a note outside the bars or move time into the suffix's bar
+    are drawn again, and ``middle.end_id`` takes the end token's place once a new note is out.
+    Control and sentinel ids never come otherwise: a request for controls goes in the prompt.
     """
     dev = torch.device(device)
     bos, eos = tokenizer.bos_id, tokenizer.eos_id
@@ -110,8 +133,11 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     g = grammar
     if max_bars is not None and not g.has_pos:
         raise ValueError(f"max_bars: {tokenizer.settings.scheme} has no bars to count")
+    if middle is not None and (not constrain or max_bars is not None or not g.has_pos):
+        raise ValueError("a middle is written under the grammar (REMI), without max_bars")
     limit = max_new_tokens if max_new_tokens is not None else 1 << 62
     track = constrain or max_notes is not None or max_bars is not None
+    end = middle.end_id if middle is not None else eos
     st = g.start(n, prompt_base) if track else {}
 
     P = len(prompt)
@@ -137,18 +163,21 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
             ok = g.allowed(st, remaining_after, max_notes, allow_eos=not ignore_eos)
             if extra > 0:
                 ok = torch.cat([ok, ok.new_zeros(ok.size(0), extra)], dim=1)
+            if middle is not None:
+                ok = _middle_mask(g, st, ok, middle, eos)
             lg = lg.masked_fill(~ok, float("-inf"))
         elif ignore_eos:
             lg = lg.index_fill(1, eos_col, float("-inf"))
-        nxt = torch.where(live, pick_tokens(lg, temperature, top_k, top_p, generator), eos)  # (B,)
+        nxt = torch.where(live, pick_tokens(lg, temperature, top_k, top_p, generator), end)  # (B,)
         if track:
-            nxt, new_st = _step_grammar(g, st, nxt, lg, constrain, (temperature, top_k, top_p, generator), max_bars)
-            why = _stop_reasons(g, st, new_st, nxt, eos, constrain, max_notes, max_bars)
+            nxt, new_st = _step_grammar(g, st, nxt, lg, constrain, (temperature, top_k, top_p, generator), max_bars,
+                                        middle.bars if middle is not None else None)
+            why = _stop_reasons(g, st, new_st, nxt, end, constrain, max_notes, max_bars)
             st = new_st
         else:
             why = (nxt == eos).long()
         ended = (why > 0) & live
-        nxt = torch.where(ended, eos, nxt)
+        nxt = torch.where(ended, end, nxt)
         steps.append((rows, torch.where(live & ~ended, nxt, -1)))
         t += 1
         if t == limit:
@@ -178,8 +207,31 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     return _collect(steps, stop, n)
 
 
+def _middle_mask(g: Grammar, st: dict, ok: torch.Tensor, middle: MiddleBars, eos: int) -> torch.Tensor:
+    """The grammar's mask for writing a middle: the end token's place goes to FILL_END, which needs
+    a new note; no Bar in the last bar; no time signature but the tune's own."""
+    ok = ok.clone()
+    ok[:, middle.end_id] = ok[:, eos] & (st["notes"] > 0)
+    ok[:, eos] = False
+    V = g.V
+    # Before bar A only time may move (a note there, or a Position whose note must follow, is a
+    # dead end the redraws cannot leave); in bar B no Bar may start (the redraws would catch it).
+    early = st["bar"] < middle.first_bar
+    starts_note = (g.first == g.T["Position"]) | torch.isin(g.first, g.note_types) | (g.first == g.tix.get("Chord", -9))
+    ok[:, :V] &= ~(early[:, None] & starts_note[None, :])
+    in_last = st["bar"] >= middle.end_bar - 1
+    ok[:, :V] &= ~(in_last[:, None] & (g.first == g.T["Bar"])[None, :])
+    if middle.time_signature is not None:
+        ok[:, :V] &= g.time_signature_mask(middle.time_signature)[None, :]
+    # Every row keeps an option: the end once a note is out, else whatever the grammar allows.
+    stuck = ~ok.any(dim=1)
+    ok[stuck, middle.end_id] = True
+    return ok
+
+
 def _step_grammar(g: Grammar, st: dict, nxt: torch.Tensor, lg: torch.Tensor, constrain: bool,
-                  draw: tuple, max_bars: int | None = None) -> tuple[torch.Tensor, dict]:
+                  draw: tuple, max_bars: int | None = None, bars: tuple[int, int] | None = None
+                  ) -> tuple[torch.Tensor, dict]:
     """The grammar states after the drawn ids, redrawing ids the grammar rejects only on stepping.
 
     Two things are known only once an id is run: a piece with a Position after a Rest inside
@@ -198,17 +250,19 @@ def _step_grammar(g: Grammar, st: dict, nxt: torch.Tensor, lg: torch.Tensor, con
             out = out | ((g.new_bars(new_st) > max_bars) & ~starts_bar[ids])
         return out
 
-    nxt_g = nxt.clamp_max(g.V - 1)
-    new_st, bad = g.step(st, nxt_g)
-    bad = rejected(new_st, bad, nxt_g)
-    for _ in range(g.V):
+    def stepped(ids: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        ids_g = g.steppable(ids) if bars is not None else ids.clamp_max(g.V - 1)
+        new_st, bad = g.step(st, ids_g, bars)
+        bad = rejected(new_st, bad, ids_g) | (bad if bars is not None else torch.zeros_like(bad))
+        return ids_g, new_st, bad
+
+    _, new_st, bad = stepped(nxt)
+    for _ in range(lg.size(1)):
         if not bool(bad.any()):
             break
-        lg[bad, nxt_g[bad]] = float("-inf")
+        lg[bad, nxt[bad]] = float("-inf")
         nxt = nxt.masked_scatter(bad, pick_tokens(lg[bad], *draw))
-        nxt_g = nxt.clamp_max(g.V - 1)
-        new_st, bad = g.step(st, nxt_g)
-        bad = rejected(new_st, bad, nxt_g)
+        _, new_st, bad = stepped(nxt)
     return nxt, new_st
 
 
@@ -237,4 +291,4 @@ def _collect(steps: list[tuple[torch.Tensor, torch.Tensor]], stop: torch.Tensor,
     return [GeneratedIds(np.asarray(ids, dtype=np.int64), STOP_REASONS[why]) for ids, why in zip(out, stop.tolist())]
 
 
-__all__ = ["GeneratedIds", "STOP_REASONS", "filter_logits", "generate_ids", "pick_tokens"]
+__all__ = ["GeneratedIds", "MiddleBars", "STOP_REASONS", "filter_logits", "generate_ids", "pick_tokens"]

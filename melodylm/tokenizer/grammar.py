@@ -201,8 +201,10 @@ class Grammar:
         self.bar44 = int(compute_ticks_per_bar(symusic.TimeSignature(0, 4, 4), base.time_division))
 
     def _base_of(self, i: int) -> list[int]:
+        """Base tokens of model id ``i``; none for ids past the base or piece table (control and
+        fill-in-the-middle tokens), which the grammar never offers and steps as nothing."""
         if self.tok.subword == "none":
-            return [i]
+            return [i] if 0 <= i < len(self.btype) else []
         base = self.tok.decode_ids([i]).tolist()
         return base if all(0 <= b < len(self.btype) for b in base) else []
 
@@ -370,17 +372,27 @@ class Grammar:
         ok[:, self.eos] = eos | ~ok.any(dim=1)
         return ok
 
-    def step(self, st: dict[str, torch.Tensor], ids: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def step(self, st: dict[str, torch.Tensor], ids: torch.Tensor, bars: tuple[int, int] | None = None
+             ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """States after the ids ``(B,)`` (special ids change nothing), and which of them send time back.
 
-        Runs the base tokens of each id one at a time, as miditok's decoder reads them.
+        Runs the base tokens of each id one at a time, as miditok's decoder reads them. With
+        ``bars = (first, end)`` (bars counted in time from 0, REMI), an id is also flagged when it
+        puts a note before bar ``first`` or moves time to bar ``end`` or later: the sampler writes
+        the middle of a tune so, its notes inside the bars it replaces and the suffix's bar untouched.
         """
         st = dict(st)
         bad = torch.zeros_like(ids, dtype=torch.bool)
+        if bars is not None and not self.has_pos:
+            raise ValueError("bars are known only for tokenizations with Position tokens (REMI)")
         if self.has_pos:
             L = int(self.plen[ids].max())
             for j in range(L):
-                bad |= self._base_step(st, self.seq[ids, j])
+                b = self.seq[ids, j]
+                bad |= self._base_step(st, b)
+                if bars is not None:
+                    is_note = (b >= 0) & torch.isin(self.btype_t[b.clamp_min(0)], self.note_types)
+                    bad |= (is_note & (st["bar"] < bars[0])) | (st["bar"] >= bars[1])
         new_last = self.last[ids]
         special = (ids == self.eos) | (ids == self.pad) | (ids == self.bos)
         st["last"] = torch.where(special, st["last"], new_last)
@@ -445,6 +457,19 @@ class Grammar:
         st.update(cur=cur, bar_tick=bar_tick, bar=bar, bar_ticks=bar_ticks, bar_pos=bar_pos, den=den, anchor=anchor,
                   anchor_bar=anchor_bar, note_end=note_end, floor=floor, need_pos=need_pos)
         return bad
+
+    def steppable(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` with every id the grammar has no table row for (a control or sentinel token,
+        or an id past its vocabulary) replaced by the end token, which changes no state."""
+        inside = (ids >= 0) & (ids < self.V)
+        known = self.first[ids.clamp(0, self.V - 1)] >= 0
+        return torch.where(inside & known, ids, torch.full_like(ids, self.eos))
+
+    def time_signature_mask(self, ts_base_id: int) -> torch.Tensor:
+        """``(V,)`` mask of the ids holding no TimeSig token other than base id ``ts_base_id``."""
+        b = self.seq.clamp_min(0)
+        is_ts = (self.seq >= 0) & (self.btype_t[b] == self.T["TimeSig"])
+        return ~(is_ts & (self.seq != int(ts_base_id))).any(dim=1)
 
     def new_bars(self, st: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bars begun since the prompt (REMI), per sequence."""
