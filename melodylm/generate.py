@@ -51,31 +51,45 @@ class Prompt:
     time_signature: tuple[int, int]
     cut: str  # "" | "bars:N" | "notes:N"
     dropped_pitches: list[int] = field(default_factory=list)  # outside the tokenizer's range
+    start_bar: int = 1  # the file's bar (from 1) where the prompt begins
+    trimmed_beats: float = 0.0  # quarter notes of silence before the melody left out (a pop song's intro)
 
 
 def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | None = None,
-                notes: int | None = None) -> Prompt:
+                notes: int | None = None, start_bar: int | None = None) -> Prompt:
     """Read a MIDI prompt: melody selection as in training, an optional cut, the tokenizer's pitch range.
 
-    ``bars``: keep the first ``bars`` bars (notes that start there, cut at the bar line);
-    ``notes``: keep the first ``notes`` notes. Raises :class:`UserError` for a file that cannot
-    be read or leaves no note.
+    ``start_bar``: begin at the file's bar ``start_bar`` (from 1). Whole bars of silence before
+    the melody's first note (from there on) are left out, so bars and notes count from where
+    the melody plays; a pickup keeps its bar. ``bars``: keep the first ``bars`` bars (notes that
+    start there, cut at the bar line); ``notes``: keep the first ``notes`` notes. Raises
+    :class:`UserError` for a file that cannot be read or leaves no note.
     """
-    from melodylm.midi import load_melody, make_track, note_array, time_signature_at
+    from melodylm.midi import (bar_index, check_melody_mode, load_melody, make_track, note_array, score_notes,
+                               time_signature_at, trim_silence)
 
+    check_melody_mode(melody)
     mel = load_melody(path, melody)
     if mel.status != "ok":
         raise UserError(f"--prompt {path}: {mel.reason}")
     score = mel.score
     tpq = int(score.ticks_per_quarter)
+    asked = bar_start(score, start_bar - 1) if start_bar is not None else 0
+    try:
+        score, begin = trim_silence(score, asked)
+    except ValueError:
+        last = bar_index(score, int(score_notes(score)[:, 0].max())) + 1
+        raise UserError(f"--prompt-start-bar {start_bar}: the melody of {path} ends in bar {last} "
+                        f"(`melodylm inspect {path}` shows its bars)") from None
+    first_bar = bar_index(mel.score, begin) + 1
     track = score.tracks[0]
     arr = note_array(track)
-    cut = ""
+    cut = f"from_bar:{first_bar}" if first_bar > 1 else ""
     if bars is not None:
         end = bar_start(score, bars)
         arr = arr[arr[:, 0] < end]
         arr[:, 1] = np.minimum(arr[:, 1], end - arr[:, 0])
-        cut = f"bars:{bars}"
+        cut = (cut + "," if cut else "") + f"bars:{bars}"
     if notes is not None:
         arr = arr[:notes]
         cut = (cut + "," if cut else "") + f"notes:{notes}"
@@ -95,7 +109,8 @@ def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | N
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     ts = time_signature_at(score, 0)
     beats = float((arr[:, 0] + arr[:, 1]).max()) / tpq
-    return Prompt(str(path), out, base_ids, n_notes, beats, tempo, ts, cut, dropped)
+    return Prompt(str(path), out, base_ids, n_notes, beats, tempo, ts, cut, dropped, start_bar=first_bar,
+                  trimmed_beats=round((begin - asked) / tpq, 6))
 
 
 # ============================================================================ from ids to scores
@@ -181,7 +196,8 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
 
 def validate_options(n: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                      max_tokens: int | None = 1024, max_notes: int | None = None, max_bars: int | None = None,
-                     prompt_bars: int | None = None, prompt_notes: int | None = None) -> None:
+                     prompt_bars: int | None = None, prompt_notes: int | None = None,
+                     prompt_start_bar: int | None = None) -> None:
     """Raise :class:`UserError` naming the flag for impossible values."""
     if n < 1:
         raise UserError(f"--n {n}: must be at least 1")
@@ -194,7 +210,8 @@ def validate_options(n: int = 1, temperature: float = 1.0, top_k: int = 0, top_p
     for flag, v in (("--max-tokens", max_tokens), ("--max-notes", max_notes), ("--max-bars", max_bars)):
         if v is not None and v < 0:
             raise UserError(f"{flag} {v}: must not be negative")
-    for flag, v in (("--prompt-bars", prompt_bars), ("--prompt-notes", prompt_notes)):
+    for flag, v in (("--prompt-bars", prompt_bars), ("--prompt-notes", prompt_notes),
+                    ("--prompt-start-bar", prompt_start_bar)):
         if v is not None and v < 1:
             raise UserError(f"{flag} {v}: must be at least 1")
 
@@ -203,7 +220,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
              tokenizer=None, max_tokens: int | None = 1024, max_notes: int | None = None,
              max_bars: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              seed: int = 0, constrain: bool = True, keep_prompt: bool = True, melody: str = "auto",
-             prompt_bars: int | None = None, prompt_notes: int | None = None,
+             prompt_bars: int | None = None, prompt_notes: int | None = None, prompt_start_bar: int | None = None,
              device: str | torch.device = "cpu", use_cache: bool = True) -> list[GeneratedMelody]:
     """Generate ``n`` melodies in one batch and return them as :class:`GeneratedMelody` (``.score`` is a symusic Score).
 
@@ -211,7 +228,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         checkpoint_or_model: a checkpoint file or run folder, or a ``MelodyModel`` (then pass
             ``tokenizer``).
         prompt: a MIDI file (its melody is chosen by ``melody``, as for training data, and cut
-            by ``prompt_bars`` / ``prompt_notes``), a :class:`Prompt`, or ``None`` to start from
+            from bar ``prompt_start_bar`` and by ``prompt_bars`` / ``prompt_notes``; leading
+            silence is left out), a :class:`Prompt`, or ``None`` to start from
             BOS alone. A prompt longer than the model's context is prefilled whole: the GPT keeps
             its end in its sliding cache, the LSTM reads it all, the bi-LSTM its last window.
         max_tokens, max_notes, max_bars: each sequence stops at the end token or at the first
@@ -226,7 +244,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     from melodylm.checkpoint import checkpoint_path, file_hash, load_model
     from melodylm import __version__
 
-    validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes)
+    validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes,
+                     prompt_start_bar)
     dev = torch.device(device)
     info: dict[str, Any] = {"melodylm_version": __version__}
     if isinstance(checkpoint_or_model, (str, Path)):
@@ -240,7 +259,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         info.update(checkpoint=None, checkpoint_hash=None)
     info["arch"] = getattr(model.config, "arch", type(model).__name__)
     if isinstance(prompt, (str, Path)):
-        prompt = load_prompt(prompt, tok, melody, prompt_bars, prompt_notes)
+        prompt = load_prompt(prompt, tok, melody, prompt_bars, prompt_notes, start_bar=prompt_start_bar)
     p_base = prompt.base_ids.tolist() if prompt is not None else []
     p_ids = tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else []
     grammar = Grammar(tok, dev)
@@ -259,6 +278,9 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         "file": prompt.path, "notes": prompt.n_notes, "beats": round(prompt.beats, 6), "tokens": len(p_ids),
         "cut": prompt.cut, "dropped_pitches": prompt.dropped_pitches, "tempo": prompt.tempo,
         "time_signature": f"{prompt.time_signature[0]}/{prompt.time_signature[1]}"}
+    info["options"]["prompt_start_bar"] = prompt_start_bar
+    if prompt is not None:  # where in its file the prompt begins, and the silence left out before it
+        info["prompt"].update(start_bar=prompt.start_bar, trimmed_beats=prompt.trimmed_beats)
     samples = []
     for i, s in enumerate(seqs):
         sample = build_sample(tok, grammar, s, prompt, keep_prompt)

@@ -120,6 +120,7 @@ class SampleJob:
     melody: str = "auto"
     prompt_bars: int | None = None
     prompt_notes: int | None = None
+    prompt_start_bar: int | None = None  # the prompt's file bar (from 1) to begin at
     device: str = "auto"
     plot: bool = False  # also a piano-roll PNG per sample
     force: bool = False  # write into a non-empty out_dir, replacing the samples there
@@ -140,18 +141,19 @@ def sample_to_folder(job: SampleJob) -> dict:
     from melodylm.generate import find_default_checkpoint, generate, signature, validate_options, write_samples
 
     validate_options(job.n, job.temperature, job.top_k, job.top_p, job.max_tokens, job.max_notes,
-                     job.max_bars, job.prompt_bars, job.prompt_notes)
+                     job.max_bars, job.prompt_bars, job.prompt_notes, job.prompt_start_bar)
     ckpt = job.checkpoint or find_default_checkpoint()
     if ckpt is None:
         raise UserError("no checkpoint: train one (`melodylm train`) or pass --checkpoint CKPT")
-    if job.prompt is None and (job.prompt_bars or job.prompt_notes):
-        raise UserError("--prompt-bars/--prompt-notes need --prompt MIDI")
+    if job.prompt is None and (job.prompt_bars or job.prompt_notes or job.prompt_start_bar):
+        raise UserError("--prompt-bars/--prompt-notes/--prompt-start-bar need --prompt MIDI")
     if job.out_dir is not None:
         check_out_dir(job.out_dir, job.force, fix="use --force")
     samples = generate(ckpt, job.prompt, job.n, max_tokens=job.max_tokens, max_notes=job.max_notes,
                        max_bars=job.max_bars, temperature=job.temperature, top_k=job.top_k, top_p=job.top_p,
                        seed=job.seed, constrain=job.constrain, keep_prompt=job.keep_prompt, melody=job.melody,
-                       prompt_bars=job.prompt_bars, prompt_notes=job.prompt_notes, device=pick_device(job.device))
+                       prompt_bars=job.prompt_bars, prompt_notes=job.prompt_notes,
+                       prompt_start_bar=job.prompt_start_bar, device=pick_device(job.device))
     info = samples[0].info
     if job.out_dir is None:
         out = default_samples_dir(info["checkpoint"] or "model")
@@ -165,6 +167,7 @@ def sample_to_folder(job: SampleJob) -> dict:
         "files": [str(f) for f in files], "n_notes": [s.n_notes for s in samples],
         "invalid_tokens": [s.invalid_tokens for s in samples], "out_dir": str(out),
         "signature": signature(samples[0]), "dropped_pitches": list(prompt.get("dropped_pitches") or []),
+        "prompt_start_bar": prompt.get("start_bar"), "prompt_trimmed_beats": prompt.get("trimmed_beats"),
         "samples": [{"file": str(f), "n_notes": s.n_notes, "new_notes": s.new_notes, "new_tokens": s.new_tokens,
                      "stop": s.stop, "invalid_tokens": s.invalid_tokens} for f, s in zip(files, samples)],
     }

@@ -182,3 +182,101 @@ def test_prompt_out_of_range_pitches_are_reported(checkpoint, tmp_path, capsys) 
     code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt", f, "--max-tokens", "10", "-o", tmp_path / "w")
     assert code == 0
     assert "1 prompt note(s) outside the model's pitch range were dropped (pitches 10)" in err
+
+
+# ---------------------------------------------------------------------------- pop prompts (#11 item 7)
+
+@pytest.fixture(scope="module")
+def pop(tmp_path_factory) -> Path:
+    """Drums, bass and piano from beat 0; the 'Lead Vocal' line enters at beat 48 (bar 13) for 8 bars."""
+    from conftest import pop_song
+
+    return pop_song(tmp_path_factory.mktemp("pop") / "pop.mid")
+
+
+def _first_onset(midi: Path) -> int:
+    import symusic
+
+    return min(n.time for tr in symusic.Score(str(midi)).tracks for n in tr.notes)
+
+
+def test_leading_silence_is_trimmed_and_recorded(checkpoint, pop, tmp_path, capsys) -> None:
+    from conftest import POP_MELODY
+
+    for cut, notes in ((["--prompt-bars", "4"], 16), (["--prompt-notes", "24"], 24)):
+        out = tmp_path / cut[0].strip("-")
+        code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt", pop, *cut, "--max-tokens", "40",
+                           "--seed", "1", "-o", out)
+        assert code == 0, err
+        assert "the prompt begins at bar 13, where its melody starts (48 beats of silence left out)" in err
+        side = json.loads((out / "sample_000.json").read_text())
+        p = side["prompt"]
+        assert p["start_bar"] == 13 and p["trimmed_beats"] == 48.0 and p["notes"] == notes
+        assert p["cut"] == f"from_bar:13,{cut[0][len('--prompt-'):]}:{cut[1]}" and "from_bar:13" in side["signature"]
+        assert side["continuation_start_beat"] == notes and side["options"]["prompt_start_bar"] is None
+        assert _first_onset(out / "sample_000.mid") == 0  # no empty bars before the prompt
+    import symusic
+
+    first = [n.pitch for n in symusic.Score(str(tmp_path / "prompt-bars" / "sample_000.mid")).tracks[0].notes][:16]
+    assert first == [67 + POP_MELODY[i % 8] for i in range(16)]
+
+
+def test_prompt_start_bar(checkpoint, pop, tmp_path, capsys) -> None:
+    from conftest import POP_MELODY
+
+    from melodylm.generate import load_prompt
+    from melodylm.midi import score_notes
+    from melodylm.tokenizer import MelodyTokenizer
+
+    tok = MelodyTokenizer()
+    later = load_prompt(pop, tok, start_bar=15, bars=2)
+    assert (later.start_bar, later.trimmed_beats, later.cut, later.n_notes) == (15, 0.0, "from_bar:15,bars:2", 8)
+    assert score_notes(later.score)[:, 2].tolist() == [67 + POP_MELODY[i % 8] for i in range(8, 16)]
+    assert score_notes(later.score)[0, 0] == 0 and later.beats == 8.0
+    early = load_prompt(pop, tok, start_bar=3, notes=4)  # bars 3..12 are silent in the melody
+    assert (early.start_bar, early.trimmed_beats, early.n_notes) == (13, 40.0, 4)
+    bass = load_prompt(pop, tok, melody="track:BASS", start_bar=2, bars=1)
+    assert (bass.start_bar, bass.trimmed_beats, score_notes(bass.score)[:, 2].tolist()) == (2, 0.0, [41, 41])
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt", pop, "--prompt-start-bar", "17",
+                       "--prompt-bars", "2", "--max-tokens", "30", "-o", out)
+    assert code == 0 and "silence left out" not in err
+    side = json.loads((out / "sample_000.json").read_text())
+    assert side["prompt"]["start_bar"] == 17 and side["prompt"]["notes"] == 8
+    assert side["options"]["prompt_start_bar"] == 17 and side["flags"]["prompt_start_bar"] == 17
+
+
+def test_a_prompt_from_bar_one_is_not_moved(corpus_files) -> None:
+    from melodylm.generate import load_prompt
+    from melodylm.midi import load_melody, score_notes
+    from melodylm.tokenizer import MelodyTokenizer
+
+    tok = MelodyTokenizer()
+    for f in corpus_files[:20]:
+        p = load_prompt(f, tok, bars=2)
+        assert (p.start_bar, p.trimmed_beats, p.cut) == (1, 0.0, "bars:2"), f.name
+        kept, full = score_notes(p.score), score_notes(load_melody(f).score)
+        assert kept[:, [0, 2]].tolist() == full[: len(kept), [0, 2]].tolist()  # durations end at the cut
+
+
+@pytest.mark.parametrize("flags,line", [
+    (["--prompt-start-bar", "21"], "--prompt-start-bar 21: the melody of POP ends in bar 20 "
+                                   "(`melodylm inspect POP` shows its bars)"),
+    (["--prompt-start-bar", "0"], "--prompt-start-bar 0: must be at least 1"),
+    (["--melody", "track:sax"], "--prompt POP: no track is named 'sax'; tracks: track:0 'Drums' (drums, 80 notes), "
+                                "track:1 'Bass' (40 notes), track:2 'Piano' (60 notes), "
+                                "track:3 'Lead Vocal' (32 notes)"),
+    (["--melody", "track:0"], "--prompt POP: track 0 is a drum track; pick a pitched one with --melody: "
+                              "track:1 'Bass' (40 notes), track:2 'Piano' (60 notes), track:3 'Lead Vocal' (32 notes)"),
+    (["--melody", "track:"], "--melody 'track:': use auto, skyline, all, track:N"),
+])
+def test_pop_prompt_mistakes_are_one_line(checkpoint, pop, tmp_path, capsys, flags, line) -> None:
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt", pop, *flags, "-o", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("melodylm: error: " + line.replace("POP", str(pop)))
+    assert not (tmp_path / "o").exists()
+
+
+def test_prompt_start_bar_needs_a_prompt(checkpoint, tmp_path, capsys) -> None:
+    code, _, err = run(capsys, "--checkpoint", checkpoint, "--prompt-start-bar", "2", "-o", tmp_path / "o")
+    assert code == 2 and "--prompt-start-bar need --prompt" in err

@@ -31,9 +31,16 @@ def register_sample(sub):
                       help="write prompt and continuation (default)")
     keep.add_argument("--continuation-only", dest="keep_prompt", action="store_false",
                       help="write the continuation alone, from the bar where it starts")
-    p.add_argument("--prompt-bars", type=int, default=None, metavar="N", help="use the first N bars of the prompt")
-    p.add_argument("--prompt-notes", type=int, default=None, metavar="N", help="use the first N notes of the prompt")
-    p.add_argument("--melody", default="auto", help="how to pick the prompt's melody: auto | skyline | track:N | all")
+    p.add_argument("--prompt-start-bar", type=int, default=None, metavar="N",
+                   help="begin the prompt at bar N of its file (from 1; `melodylm inspect` shows the bars); "
+                        "empty bars before the melody are skipped in any case")
+    p.add_argument("--prompt-bars", type=int, default=None, metavar="N",
+                   help="use N bars of the prompt (from where it begins)")
+    p.add_argument("--prompt-notes", type=int, default=None, metavar="N",
+                   help="use N notes of the prompt (from where it begins)")
+    p.add_argument("--melody", default="auto",
+                   help="how to pick the prompt's melody: auto | skyline | all | track:N | track:NAME "
+                        "(`melodylm inspect` lists the tracks)")
     p.add_argument("--no-constraint", action="store_true",
                    help="sample any token, even where the grammar forbids it (research; files may lose notes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -51,12 +58,16 @@ def run_sample(args) -> int:
         checkpoint=args.checkpoint, prompt=args.prompt, out_dir=args.out, n=args.n, max_tokens=args.max_tokens,
         max_notes=args.max_notes, max_bars=args.max_bars, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, constrain=not args.no_constraint, keep_prompt=args.keep_prompt,
-        melody=args.melody, prompt_bars=args.prompt_bars, prompt_notes=args.prompt_notes, device=args.device,
+        melody=args.melody, prompt_bars=args.prompt_bars, prompt_notes=args.prompt_notes,
+        prompt_start_bar=args.prompt_start_bar, device=args.device,
         plot=args.plot, force=args.force, flags=flags))
     if r["dropped_pitches"]:
         d = r["dropped_pitches"]
         print(f"melodylm: {args.prompt}: {len(d)} prompt note(s) outside the model's pitch range were dropped "
               f"(pitches {', '.join(map(str, sorted(set(d))))})", file=sys.stderr)
+    if r.get("prompt_trimmed_beats"):
+        print(f"melodylm: {args.prompt}: the prompt begins at bar {r['prompt_start_bar']}, where its melody "
+              f"starts ({r['prompt_trimmed_beats']:g} beats of silence left out)", file=sys.stderr)
     print(r["signature"], file=sys.stderr)
     for s in r["samples"]:
         print(f"wrote {s['file']}: {s['n_notes']} notes ({s['new_notes']} new, {s['new_tokens']} tokens, stopped at "
