@@ -5,9 +5,16 @@ A dataset folder holds::
     tokenizer.json       the MelodyTokenizer (enough to rebuild it)
     {split}.bin          all tunes of a split as one flat array of model ids, each tune BOS ... EOS
     {split}.index.npy    one row per tune: start, length, n_notes, source (manifest row), transpose
-    manifest.jsonl       one object per input file: what became of it
+    train.fim.bin        (with infilling) a share of the training tunes rearranged for infilling,
+    train.fim.index.npy  each standing in for the train row named by its ``source`` in training
+    manifest.jsonl       one object per input file: what became of it, its controls
     stats.json           counts, tokens per split, settings
     COMPLETE             written last; a folder without it is a partial, failed build
+
+With controls (the default) every sequence starts ``BOS Key_* Meter_* Style_*`` and the
+tokenizer carries the control tokens of the values seen in the training split, transposed copies
+included (:mod:`melodylm.controls`, :mod:`melodylm.sequences`). ``--controls none --fim-rate 0``
+gives a plain dataset, token for token what melodylm wrote before controls existed.
 
 Splits are a pure function of the seed and each tune's transposition-invariant content hash,
 so they do not depend on file order, and a tune (or a transposed copy of it) never lands in two
@@ -22,15 +29,19 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from melodylm import __version__
+from melodylm.controls import derive_controls, style_for, transpose_controls
 from melodylm.errors import DataError, UserError
+from melodylm.infill import FIM_RATE
 from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, check_melody_mode, load_melody, transpose
 from melodylm.outputs import check_out_dir, publish_dir, staging_dir
+from melodylm.sequences import (fim_cut, head_for, parse_control_kinds, select_controls, tune_rng, write_fim,
+                                write_split)
 from melodylm.tokenizer import SCHEMES, SUBWORDS, MelodyTokenizer, TokenizerSettings
 
 SPLITS = ("train", "val", "test")
@@ -62,6 +73,12 @@ class TokenizeConfig:
     max_notes: int = MAX_NOTES
     max_file_mb: float = MAX_FILE_MB
     max_beats: int = MAX_BEATS
+    # Control tokens at the head of each sequence: all | none | a comma list of key, meter, style.
+    controls: str = "all"
+    styles: dict = field(default_factory=dict)  # {resolved folder: style name} from --style NAME=FOLDER
+    # Share of training tunes (and transposed copies) also stored rearranged for infilling, read
+    # by training in place of the plain tune; 0 = no infilling. infill.FIM_RATE explains the default.
+    fim_rate: float = FIM_RATE
     force: bool = False
 
     def validate(self) -> None:
@@ -84,6 +101,9 @@ class TokenizeConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive")
         if self.max_file_mb <= 0:
             raise UserError("--max-file-mb must be positive")
+        parse_control_kinds(self.controls)
+        if not 0.0 <= self.fim_rate <= 1.0:
+            raise UserError(f"--fim-rate {self.fim_rate}: give a share between 0 and 1 (0 = no infilling)")
 
 
 # --- finding inputs ------------------------------------------------------------------------------
@@ -149,36 +169,60 @@ def _init_worker(tok_dict: dict, cfg: dict) -> None:
     _W["cfg"] = TokenizeConfig(**cfg)
 
 
-def _process(path: str) -> tuple[dict, list[tuple[int, np.ndarray, int]]]:
-    """Read, pick the melody, assign the split, tokenize (and transpose train tunes)."""
-    tok: MelodyTokenizer = _W["tok"]
-    cfg: TokenizeConfig = _W["cfg"]
+def _read_tune(path: str, tok: MelodyTokenizer, melody: str, max_notes: int = MAX_NOTES,
+               max_file_mb: float = MAX_FILE_MB, max_beats: int = MAX_BEATS):
+    """``(record, score, base ids)`` of one file; ``score`` is None when the file is not usable
+    (the record's status and reason say why). Notes outside the pitch range move by octaves."""
     rec: dict = {"path": path, "status": "ok", "reason": "", "split": None, "n_notes": 0, "n_tokens": 0,
                  "hash": None}
-    seqs: list[tuple[int, np.ndarray, int]] = []
+    mel = load_melody(path, melody, max_notes=max_notes, max_file_mb=max_file_mb, max_beats=max_beats)
+    if mel.status != "ok":
+        rec.update(status=mel.status, reason=mel.reason)
+        return rec, None, None
+    lo, hi = tok.settings.pitch_range
+    score = mel.score
+    pitches = score.tracks[0].notes.numpy()["pitch"]
+    if ((pitches < lo) | (pitches >= hi)).any():
+        score, out_of_range = transpose(mel.score, 0, (lo, hi))
+        mel.info["out_of_range_notes"] = out_of_range
+    if not score.tracks[0].notes:
+        rec.update(status="skipped", reason=f"all notes outside the pitch range {lo}..{hi - 1}")
+        return rec, None, None
+    ids = tok.encode_score(score)
+    n_notes = tok.count_notes(ids)
+    if n_notes == 0:
+        rec.update(status="skipped", reason="no notes left after tokenization")
+        return rec, None, None
+    rec.update(n_notes=n_notes, n_tokens=int(len(ids)), hash=mel.info["hash"], melody=mel.info)
+    return rec, score, ids
+
+
+@dataclass
+class _Seq:
+    """One sequence of a split before it is written: base ids, controls, maybe its infilling cut."""
+
+    ids: np.ndarray
+    n_notes: int
+    row: int = 0  # manifest row
+    transpose: int = 0
+    controls: dict = field(default_factory=dict)
+    fim: object = None  # infill.FimParts when this training tune is also stored rearranged
+
+
+def _process(path: str) -> tuple[dict, list[_Seq]]:
+    """Read, pick the melody, assign the split, tokenize, derive controls (and transpose train tunes)."""
+    tok: MelodyTokenizer = _W["tok"]
+    cfg: TokenizeConfig = _W["cfg"]
+    seqs: list[_Seq] = []
     try:
-        mel = load_melody(path, cfg.melody, max_notes=cfg.max_notes, max_file_mb=cfg.max_file_mb,
-                          max_beats=cfg.max_beats)
-        if mel.status != "ok":
-            rec.update(status=mel.status, reason=mel.reason)
+        rec, score, ids = _read_tune(path, tok, cfg.melody, cfg.max_notes, cfg.max_file_mb, cfg.max_beats)
+        if score is None:
             return rec, seqs
         lo, hi = tok.settings.pitch_range
-        score, out_of_range = mel.score, 0
-        pitches = score.tracks[0].notes.numpy()["pitch"]
-        if ((pitches < lo) | (pitches >= hi)).any():
-            score, out_of_range = transpose(mel.score, 0, (lo, hi))
-            mel.info["out_of_range_notes"] = out_of_range
-        if not score.tracks[0].notes:
-            rec.update(status="skipped", reason=f"all notes outside the pitch range {lo}..{hi - 1}")
-            return rec, seqs
-        ids = tok.encode_score(score)
-        n_notes = tok.count_notes(ids)
-        if n_notes == 0:
-            rec.update(status="skipped", reason="no notes left after tokenization")
-            return rec, seqs
-        split = split_of(mel.info["shape_hash"], cfg.seed, cfg.split)
-        rec.update(split=split, n_notes=n_notes, n_tokens=int(len(ids)), hash=mel.info["hash"], melody=mel.info)
-        seqs.append((0, ids.astype(np.int32), n_notes))
+        split = split_of(rec["melody"]["shape_hash"], cfg.seed, cfg.split)
+        controls = derive_controls(score, style_for(path, cfg.inputs, cfg.styles))
+        rec.update(split=split, controls=controls)
+        seqs.append(_Seq(ids.astype(np.int32), rec["n_notes"], controls=controls))
         if split == "train" and cfg.transpose != (0, 0):
             dropped = 0
             for k in range(cfg.transpose[0], cfg.transpose[1] + 1):
@@ -191,14 +235,51 @@ def _process(path: str) -> tuple[dict, list[tuple[int, np.ndarray, int]]]:
                 t_ids = tok.encode_score(t_score)
                 t_notes = tok.count_notes(t_ids)
                 if t_notes:
-                    seqs.append((k, t_ids.astype(np.int32), t_notes))
+                    seqs.append(_Seq(t_ids.astype(np.int32), t_notes, transpose=k,
+                                     controls=transpose_controls(controls, k)))
             rec["transposed_copies"] = len(seqs) - 1
             rec["transpose_dropped_notes"] = dropped
+        if split == "train" and cfg.fim_rate > 0:
+            spans = []
+            for sq in seqs:
+                span, sq.fim = fim_cut(tok, sq.ids.astype(np.int64), cfg.fim_rate,
+                                       tune_rng(cfg.seed, rec["hash"], sq.transpose))
+                if span is not None:
+                    spans.append([sq.transpose, *span])
+            rec["fim_spans"] = spans  # [transpose, first bar, last bar] of each rearranged copy
     except Exception as e:  # a bad file must never stop the run or lose another file
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        rec.update(status="failed", reason=f"{type(e).__name__}: {msg[:200]}", split=None)
+        rec = {"path": path, "status": "failed", "reason": f"{type(e).__name__}: {msg[:200]}", "split": None,
+               "n_notes": 0, "n_tokens": 0, "hash": None}
         seqs = []
     return rec, seqs
+
+
+def tokenize_files(files: list[str], tokenizer: MelodyTokenizer, melody: str = "auto",
+                   style: str | None = None) -> list[dict]:
+    """Tokenize MIDI files with a given tokenizer (a checkpoint's), in this process.
+
+    One dict per file: the manifest fields (``path``, ``status``, ``reason``, ``n_notes``, ...),
+    and for usable files ``ids``, the model ids ``BOS controls tune EOS``, and ``controls``. The
+    head holds the file's key and meter when the tokenizer knows those values, and ``style``
+    when given and known; a tokenizer without controls gives ``BOS tune EOS``.
+    """
+    out = []
+    for path in files:
+        try:
+            rec, score, ids = _read_tune(str(path), tokenizer, melody)
+        except Exception as e:  # one unreadable file is reported, not fatal
+            rec, score = {"path": str(path), "status": "failed", "reason": f"{type(e).__name__}: {e}"[:200],
+                          "n_notes": 0}, None
+        if score is not None:
+            controls = derive_controls(score, style or "")
+            if not style:
+                controls["style"] = None
+            rec["controls"] = controls
+            head = head_for(tokenizer, controls, ("key", "meter", "style"))
+            rec["ids"] = np.concatenate([head, tokenizer.encode_ids(ids), [tokenizer.eos_id]]).astype(np.int64)
+        out.append(rec)
+    return out
 
 
 # --- building a dataset ----------------------------------------------------------------------
@@ -212,6 +293,7 @@ def tokenize(cfg: TokenizeConfig, progress: bool = True) -> dict:
     files = find_midi_files(inputs)
     if not files:
         raise UserError(f"no MIDI files (.mid/.midi) found in {', '.join(inputs)}")
+    cfg = replace(cfg, inputs=inputs)  # workers name styles after the input folders
     out = Path(cfg.out_dir)
     check_out_dir(out, cfg.force)
     tmp = staging_dir(out)  # built out of sight: a failed build leaves an older dataset as it was
@@ -329,8 +411,9 @@ def _process_isolated(path: str, init_args):
 def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> dict:
     t0 = time.time()
     tok = MelodyTokenizer(TokenizerSettings(scheme=cfg.scheme, use_velocities=cfg.velocities))
+    kinds = parse_control_kinds(cfg.controls)
     records: list[dict] = []
-    per_split: dict[str, list[tuple[np.ndarray, int, int, int]]] = {s: [] for s in SPLITS}
+    per_split: dict[str, list[_Seq]] = {s: [] for s in SPLITS}
     first_by_hash: dict[str, str] = {}
     for rec, seqs in _run_files(cfg, tok, files, progress):
         row = len(records)
@@ -340,8 +423,9 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
             else:
                 first_by_hash[rec["hash"]] = rec["path"]
         records.append(rec)
-        for k, ids, n_notes in seqs:
-            per_split[rec["split"]].append((ids, n_notes, row, k))
+        for sq in seqs:
+            sq.row = row
+            per_split[rec["split"]].append(sq)
     if not per_split["train"]:
         # nothing is written in this case, so the message itself says what became of the files
         n_ok = sum(r["status"] == "ok" for r in records)
@@ -350,25 +434,13 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         why = ", ".join(f"{n} {k}" for k, n in sorted(_reasons(records).items(), key=lambda kv: -kv[1])[:4])
         raise UserError(f"no usable tune among {len(files)} file(s) ({why})")
     if cfg.subword != "none":
-        tok.train_subwords((ids for ids, _, _, k in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
+        tok.train_subwords((sq.ids for sq in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
+    if kinds or cfg.fim_rate > 0:  # extras after the pieces; values seen in training, copies included
+        tok.set_extra([select_controls(sq.controls, kinds) for sq in per_split["train"]], sentinels=cfg.fim_rate > 0)
     tok.save(tmp / "tokenizer.json")
     dtype = np.uint16 if tok.vocab_size < 2**16 else np.uint32
-    tokens_per_split = {}
-    for split in SPLITS:
-        rows = per_split[split]
-        index = np.zeros(len(rows), dtype=INDEX_DTYPE)
-        chunks = []
-        start = 0
-        for j, (ids, n_notes, row, k) in enumerate(rows):
-            model_ids = tok.encode_ids(ids)
-            seq = np.concatenate([[tok.bos_id], model_ids, [tok.eos_id]]).astype(dtype)
-            chunks.append(seq)
-            index[j] = (start, len(seq), n_notes, row, k)
-            start += len(seq)
-        flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
-        flat.tofile(tmp / f"{split}.bin")
-        np.save(tmp / f"{split}.index.npy", index, allow_pickle=False)
-        tokens_per_split[split] = int(len(flat))
+    tokens_per_split = {split: write_split(tmp, split, per_split[split], tok, kinds, dtype, INDEX_DTYPE) for split in SPLITS}
+    n_fim, fim_tokens = write_fim(tmp, per_split["train"], tok, kinds, dtype, INDEX_DTYPE) if cfg.fim_rate > 0 else (0, 0)
     with open(tmp / "manifest.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -378,19 +450,25 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         "dataset_version": DATASET_VERSION,
         "files": len(records),
         **counts,
-        "tunes": {s: int(sum(k == 0 for _, _, _, k in per_split[s])) for s in SPLITS},
+        "tunes": {s: int(sum(sq.transpose == 0 for sq in per_split[s])) for s in SPLITS},
         "sequences": {s: len(per_split[s]) for s in SPLITS},
         "tokens": tokens_per_split,
-        "notes": {s: int(sum(n for _, n, _, _ in per_split[s])) for s in SPLITS},
+        "notes": {s: int(sum(sq.n_notes for sq in per_split[s])) for s in SPLITS},
         "vocab_size": tok.vocab_size,
         "base_vocab_size": tok.base_vocab_size,
         "dtype": np.dtype(dtype).name,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "out_dir", "workers", "force")},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "out_dir", "workers", "force", "styles")},
         "tokenizer": tok.fingerprint(),
     }
+    if kinds or cfg.fim_rate > 0:
+        stats["controls"] = list(kinds)
+        stats["known"] = {k: tok.extra.values(k) for k in kinds}
+        stats["styles"] = sorted(set(cfg.styles.values()))
+        stats["fim"] = {"rate": cfg.fim_rate, "sequences": n_fim, "tokens": fim_tokens}
     (tmp / "stats.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
     return {"files": len(records), **counts, "tokens": tokens_per_split,
             "tunes": stats["tunes"], "vocab_size": tok.vocab_size, "reasons": _reasons(records),
+            "controls": stats.get("known", {}), "fim_sequences": n_fim,
             "warnings": empty_split_warnings(stats["tunes"], cfg.split), "seconds": round(time.time() - t0, 2)}
 
 
@@ -495,12 +573,42 @@ class Dataset:
         """Hash of the tokenizer and token arrays: which data a model was trained on."""
         h = hashlib.sha1()
         h.update((self.dir / "tokenizer.json").read_bytes())
-        for s in SPLITS:
+        names = list(SPLITS) + (["train.fim"] if (self.dir / "train.fim.bin").exists() else [])
+        for s in names:
             h.update((self.dir / f"{s}.index.npy").read_bytes())
             with open(self.dir / f"{s}.bin", "rb") as f:
                 for block in iter(lambda: f.read(1 << 22), b""):
                     h.update(block)
         return h.hexdigest()[:16]
+
+    def fim(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(tokens, index)`` of the training tunes rearranged for infilling, or None without them.
+
+        The index's ``source`` is the training row each sequence stands in for.
+        """
+        path = self.dir / "train.fim.bin"
+        if not path.exists():
+            return None
+        index = np.load(self.dir / "train.fim.index.npy", allow_pickle=False)
+        dtype = self.stats["dtype"]
+        tokens = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype)
+        return tokens, index
+
+    def reader_for(self, tokenizer: MelodyTokenizer):
+        """A function turning this dataset's stored sequences into ``tokenizer``'s model ids.
+
+        The identity when the tokenizers are the same. For a model trained without controls
+        (``tokenizer`` has no extras) on a dataset that has them, the control tokens are dropped:
+        a held-out tune ``BOS controls tune EOS`` becomes ``BOS tune EOS``, exactly the plain
+        tokens (not for ``train.fim.bin``, whose order is rearranged). Anything else is a UserError.
+        """
+        ours = self.tokenizer
+        if ours.fingerprint() == tokenizer.fingerprint():
+            return lambda ids: np.asarray(ids, dtype=np.int64)
+        if tokenizer.extra is None and ours.fingerprint(extras=False) == tokenizer.fingerprint():
+            return ours.strip
+        raise UserError(f"dataset {self.dir} was tokenized with another tokenizer than the model's: "
+                        "evaluate on the dataset it was trained on (or re-tokenize with the same settings)")
 
     def base_tunes(self, split: str, originals_only: bool = True) -> list[np.ndarray]:
         """Base-token sequences (no BOS/EOS, subwords undone) of a split."""

@@ -102,37 +102,178 @@ def ngram_baseline(data: Dataset, split: str, order: int = 5, discount: float = 
     return res
 
 
-def evaluate(checkpoint: str | Path, data_dir: str | Path | None = None, split: str = "test",
-             device: str = "auto", baseline_order: int = 5, progress: bool = True) -> dict:
-    """Score a checkpoint on a dataset split; returns the metrics and the n-gram baseline's."""
+# Token kinds for the split of bits per note. Pitch: which note; rhythm: when it starts and how
+# long it lasts (NoteOff ends a MIDILike note); other: bars, time signatures, chords, velocities,
+# controls, sentinels and the end token.
+PITCH_TYPES = ("Pitch", "NoteOn", "PitchDrum")
+RHYTHM_TYPES = ("Position", "TimeShift", "Duration", "Rest", "NoteOff", "DrumOff")
+KINDS = ("pitch", "rhythm", "other")
+
+
+def token_kind_shares(tok) -> np.ndarray:
+    """``(V, 3)`` share of each model id's bits that goes to pitch, rhythm and other tokens.
+
+    A base token is one kind. A subword piece stands for several base tokens and its bits are
+    split evenly among them (a piece ``Position Pitch Duration`` gives a third to pitch and two
+    thirds to rhythm): one prediction cannot be taken apart, so that is a convention, the same
+    for every model. Control tokens, sentinels and specials are "other". Each row sums to 1.
+    """
+    def kind(base_id: int) -> int:
+        t = tok.token_str(int(base_id)).split("_")[0]
+        return 0 if t in PITCH_TYPES else 1 if t in RHYTHM_TYPES else 2
+
+    shares = np.zeros((tok.vocab_size, 3))
+    for i in range(tok.vocab_size):
+        base = tok.decode_ids([i]) if i < tok.core_vocab_size else []
+        if len(base) == 0:
+            shares[i, 2] = 1.0
+        else:
+            for b in base:
+                shares[i, kind(b)] += 1.0 / len(base)
+    return shares
+
+
+def _dataset_tunes(data, tok, split: str, checkpoint: str) -> list[tuple[np.ndarray, int]]:
+    """``(model ids, notes)`` of a dataset split's original tunes, read for ``tok``'s model."""
+    try:
+        read = data.reader_for(tok)  # a model without controls reads a controlled dataset's tunes without them
+    except UserError:
+        raise UserError(f"checkpoint {checkpoint} was trained with another tokenizer than dataset {data.dir}: "
+                        "evaluate on the dataset it was trained on (or re-tokenize with the same settings)") from None
+    sp = data.split(split)
+    if len(sp) == 0:
+        raise UserError(f"split {split!r} of {data.dir} is empty: tokenize with a non-zero --split fraction")
+    return [(read(sp.tune(i)), int(sp.index[i]["n_notes"])) for i in sp.originals()]
+
+
+def midi_tunes(paths: list[str], tok) -> tuple[list[tuple[np.ndarray, int]], dict[str, int]]:
+    """``(model ids, notes)`` of MIDI files (or the files in folders), tokenized as the dataset
+    code does (melody selection, pitch range) with ``tok``; and a count of files left out, by reason."""
+    from melodylm.dataset import find_midi_files, tokenize_files
+
+    files = find_midi_files([str(p) for p in paths])
+    if not files:
+        raise UserError(f"no MIDI files in {', '.join(map(str, paths))}")
+    tunes, left_out = [], {}
+    for rec in tokenize_files(files, tok):
+        if "ids" in rec:
+            tunes.append((np.asarray(rec["ids"], dtype=np.int64), int(rec["n_notes"])))
+        else:
+            left_out[rec["reason"]] = left_out.get(rec["reason"], 0) + 1
+    if not tunes:
+        raise UserError(f"none of the {len(files)} MIDI file(s) gave a melody: " + "; ".join(left_out)[:300])
+    return tunes, left_out
+
+
+def score_tunes(model, tunes, dev, shares: np.ndarray, progress: bool = False) -> dict:
+    """Bits per note (and per token) of every token of every tune, split by token kind."""
     from tqdm import tqdm
 
-    from melodylm.device import pick_device
+    total, n_tok, n_notes, n_ok = 0.0, 0, 0, 0
+    by_kind = np.zeros(3)
+    for ids, notes in tqdm(tunes, desc="evaluate", unit="tune", disable=not progress, file=sys.stderr):
+        lp, ok = token_logprobs(model, ids, dev)
+        total -= float(lp.sum())
+        by_kind -= lp @ shares[np.asarray(ids[1:], dtype=np.int64)]
+        n_tok += len(lp)
+        n_ok += int(ok.sum())
+        n_notes += notes
+    res = summarise(total, n_tok, n_notes, n_ok)
+    for k, nats in zip(KINDS, by_kind):
+        res[f"{k}_bits_per_note"] = float(nats) / LN2 / max(1, n_notes)
+    res.update(tunes=len(tunes), tokens=n_tok, notes=n_notes)
+    return res
 
+
+def infill_scores(model, tok, tunes, span: tuple[int, int], dev, progress: bool = False) -> dict:
+    """Bits per note of bars ``span`` of each tune given both sides and given the left side only.
+
+    Both score the same middle tokens (FILL_END excluded): once after ``prefix FILL_SUFFIX suffix
+    FILL_MIDDLE``, once right after the prefix. The suffix is shortened for a bounded context as
+    ``melodylm sample --fill`` does. Tunes with fewer than B bars, or no note in the span, are skipped.
+    """
+    from tqdm import tqdm
+
+    from melodylm.generate import fitted_parts
+    from melodylm.infill import Sentinels, left_only, rearrange
+
+    if not tok.has_infill:
+        raise UserError("--infill: this model has no infill tokens (FILL_SUFFIX, FILL_MIDDLE, FILL_END); "
+                        "train it on a dataset tokenized with fill-in-the-middle")
+    sentinels = Sentinels.from_vocab(tok.extra)
+    both = left = 0.0
+    n_notes = n_tunes = skipped = 0
+    for ids, _ in tqdm(tunes, desc=f"infill {span[0]}:{span[1]}", unit="tune", disable=not progress,
+                       file=sys.stderr):
+        h = tok.head_length(ids)
+        base = tok.decode_ids(ids[h:-1])
+        try:
+            parts = fitted_parts(tok, base, span, getattr(model, "max_context", None))
+        except UserError:  # fewer than B bars
+            skipped += 1
+            continue
+        notes = tok.count_notes(parts.middle)
+        if notes == 0:
+            skipped += 1
+            continue
+        both += _masked_nats(model, *rearrange(parts, sentinels, ids[:h], tok.encode_ids), dev)
+        left += _masked_nats(model, *left_only(parts, ids[:h], tok.encode_ids), dev)
+        n_notes += notes
+        n_tunes += 1
+    if not n_tunes:
+        raise UserError(f"--infill {span[0]}:{span[1]}: no tune has notes in those bars")
+    return {"span": f"{span[0]}:{span[1]}", "tunes": n_tunes, "skipped": skipped, "notes": n_notes,
+            "both_sides_bits_per_note": both / LN2 / n_notes, "left_only_bits_per_note": left / LN2 / n_notes}
+
+
+def _masked_nats(model, seq: np.ndarray, mask: np.ndarray, dev) -> float:
+    """Nats of the tokens of ``seq`` where ``mask`` is True (never its first token, BOS)."""
+    lp, _ = token_logprobs(model, seq, dev)
+    return -float(lp[mask[1:]].sum())
+
+
+def _is_dataset(path) -> bool:
+    return (Path(path) / "tokenizer.json").is_file()
+
+
+def evaluate(checkpoint: str | Path, data_dir: str | Path | list | None = None, split: str = "test",
+             device: str = "auto", baseline_order: int = 5, progress: bool = True,
+             infill: str | tuple[int, int] | None = None) -> dict:
+    """Score a checkpoint on a dataset split, or on MIDI files or folders; returns the metrics.
+
+    ``data_dir``: a dataset folder (default: the one the checkpoint names), or MIDI files and
+    folders (one path or a list), tokenized with the checkpoint's own tokenizer; the n-gram
+    baseline needs a dataset's training split and is left out for MIDI files. ``infill``: bars
+    ``"A:B"`` also scored given both sides and given the left side only (:func:`infill_scores`).
+    """
+    from melodylm.device import pick_device
+    from melodylm.infill import parse_span
+
+    span = parse_span(infill, "--infill") if isinstance(infill, str) else infill
     dev = pick_device(device)
     model, tok, ckpt = load_model(checkpoint, dev)
     if data_dir is None:
         data_dir = trained_on(ckpt)
         if not data_dir:
             raise UserError("this checkpoint does not name its dataset: pass DATA_DIR")
-    data = Dataset(data_dir)
-    if data.tokenizer.fingerprint() != tok.fingerprint():
-        raise UserError(f"checkpoint {checkpoint_path(ckpt)} was trained with another tokenizer than dataset {data_dir}: "
-                        "evaluate on the dataset it was trained on (or re-tokenize with the same settings)")
-    sp = data.split(split)
-    if len(sp) == 0:
-        raise UserError(f"split {split!r} of {data_dir} is empty: tokenize with a non-zero --split fraction")
-    rows = sp.originals()
-    total, n_tok, n_notes, n_ok = 0.0, 0, 0, 0
-    for i in tqdm(rows, desc=f"evaluate {split}", unit="tune", disable=not progress, file=sys.stderr):
-        lp, ok = token_logprobs(model, sp.tune(i), dev)
-        total -= float(lp.sum())
-        n_tok += len(lp)
-        n_ok += int(ok.sum())
-        n_notes += int(sp.index[i]["n_notes"])
-    res = summarise(total, n_tok, n_notes, n_ok)
-    res.update(split=split, tunes=len(rows), tokens=n_tok, notes=n_notes,
-               arch=architecture(ckpt), checkpoint=checkpoint_path(ckpt), data_dir=str(data_dir))
-    if baseline_order:
+    paths = list(data_dir) if isinstance(data_dir, (list, tuple)) else [data_dir]
+    data, left_out = None, {}
+    if len(paths) == 1 and _is_dataset(paths[0]):
+        data = Dataset(paths[0])
+        tunes = _dataset_tunes(data, tok, split, checkpoint_path(ckpt))
+        label = str(paths[0])
+    else:
+        for p in paths:
+            if not Path(p).exists():
+                raise UserError(f"DATA {p} not found: give a dataset folder, MIDI files or folders of them")
+        tunes, left_out = midi_tunes(paths, tok)
+        label, split = ", ".join(map(str, paths)), "midi"
+    res = score_tunes(model, tunes, dev, token_kind_shares(tok), progress)
+    res.update(split=split, arch=architecture(ckpt), checkpoint=checkpoint_path(ckpt), data_dir=label)
+    if left_out:
+        res["left_out"] = left_out
+    if span is not None:
+        res["infill"] = infill_scores(model, tok, tunes, span, dev, progress)
+    if baseline_order and data is not None:
         res["baseline"] = ngram_baseline(data, split, baseline_order)
     return res

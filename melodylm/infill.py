@@ -176,15 +176,20 @@ def fim_parts(tok, base_ids, span: tuple[int, int], suffix_bars: int | None = No
     return FimParts(prefix, middle, suffix, (a, b), n_bars, (t_a, t_b1))
 
 
-def choose_span(n_bars: int, rng: np.random.Generator, rate: float = FIM_RATE,
+def choose_span(n_bars: "int | Callable[[], int]", rng: np.random.Generator, rate: float = FIM_RATE,
                 max_bars: int | None = None) -> tuple[int, int] | None:
     """A random span for training, or ``None`` (train this tune plainly) with probability 1 - rate.
 
     The span has 1..``max_bars`` bars (default: all but one, so one side always has context),
     length then start drawn uniformly. Always three draws from ``rng``, so later draws do not
-    depend on this tune's length or the outcome.
+    depend on this tune's length or the outcome. ``n_bars`` may be a function, called only when
+    the tune is chosen: counting bars decodes the tune, which the other tunes can skip.
     """
     u, lr, sr = rng.random(3)
+    if u >= rate:
+        return None
+    if callable(n_bars):
+        n_bars = n_bars()
     longest = min(n_bars - 1, max_bars if max_bars is not None else n_bars - 1)
     if n_bars < 2 or longest < 1 or u >= rate:
         return None
@@ -293,7 +298,7 @@ def training_sequence(tok, base_ids, controls: dict, vocab, rng: np.random.Gener
     kept = drop_controls(controls, rng, CONTROL_DROPOUT if control_dropout is None else control_dropout)
     head = np.concatenate([[tok.bos_id], vocab.prefix_ids(kept)]).astype(np.int64)
     base_ids = np.asarray(base_ids, dtype=np.int64)
-    span = choose_span(count_bars(tok.decode_score(base_ids)) if fim_rate > 0 else 0, rng, fim_rate)
+    span = choose_span(lambda: count_bars(tok.decode_score(base_ids)), rng, fim_rate)
     if span is None:
         return np.concatenate([head, tok.encode_ids(base_ids), [tok.eos_id]]).astype(np.int64), None
     ids, _ = rearrange(fim_parts(tok, base_ids, span), Sentinels.from_vocab(vocab), head, tok.encode_ids)

@@ -170,7 +170,7 @@ def test_tokenizing_twice_gives_identical_folders(corpus_slice, tmp_path):
     build([corpus_slice], tmp_path / "two", workers=2, **opts)
     one, two = folder_bytes(tmp_path / "one"), folder_bytes(tmp_path / "two")
     assert sorted(one) == sorted(["COMPLETE", "manifest.jsonl", "stats.json", "tokenizer.json"]
-                                 + [f"{s}{ext}" for s in SPLITS for ext in (".bin", ".index.npy")])
+                                 + [f"{s}{ext}" for s in SPLITS + ("train.fim",) for ext in (".bin", ".index.npy")])
     assert [n for n in one if one[n] != two[n]] == []
 
 
@@ -267,9 +267,10 @@ def test_bad_files_never_stop_the_run(tmp_path, corpus_slice):
 
 
 def test_config_is_validated():
-    for bad in (dict(scheme="Octuple"), dict(melody="track:x"), dict(split=(0.5, 0.5, 0.5)), dict(split=(0, 0.5, 0.5)),
+    for bad in (dict(scheme="Octuple"), dict(melody="track:"), dict(split=(0.5, 0.5, 0.5)), dict(split=(0, 0.5, 0.5)),
                 dict(transpose=(3, -3)), dict(transpose=(0, 30)), dict(subword="wordpiece"), dict(workers=-1),
-                dict(max_notes=0), dict(max_file_mb=0)):
+                dict(max_notes=0), dict(max_file_mb=0), dict(controls="tempo"), dict(controls=""),
+                dict(fim_rate=1.5), dict(fim_rate=-0.1)):
         with pytest.raises(UserError):
             TokenizeConfig(**bad).validate()
     TokenizeConfig(melody="track:3", transpose=(-5, 6), subword="unigram").validate()

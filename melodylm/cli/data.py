@@ -64,6 +64,14 @@ def register_tokenize(sub):
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes (default 0 = all cores); 1 reads in this process, without the "
                         "crash and hang guard")
+    p.add_argument("--controls", default="all", metavar="KINDS",
+                   help="control tokens at the start of each tune: all (key, meter, style), none, or a comma "
+                        "list such as key,meter (default all)")
+    p.add_argument("--style", action="append", default=[], metavar="NAME=FOLDER",
+                   help="style label of the files under FOLDER (repeatable; default: each input folder's name)")
+    p.add_argument("--fim-rate", type=float, default=None, metavar="R",
+                   help="share of training tunes that training reads rearranged for fill-in-the-middle "
+                        "(default 0.5; 0 = no infilling)")
     p.add_argument("--max-notes", type=int, default=None, help="skip melodies with more notes (default 20000)")
     p.add_argument("--max-beats", type=int, default=None, help="skip melodies longer than this (default 20000)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 16)")
@@ -74,7 +82,9 @@ def register_tokenize(sub):
 
 
 def run_tokenize(args) -> int:
+    from melodylm.controls import parse_style_args
     from melodylm.dataset import DEFAULT_DATA_DIR, TokenizeConfig, tokenize
+    from melodylm.infill import FIM_RATE
     from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES
 
     cfg = TokenizeConfig(
@@ -86,6 +96,8 @@ def run_tokenize(args) -> int:
         max_notes=MAX_NOTES if args.max_notes is None else args.max_notes,
         max_beats=MAX_BEATS if args.max_beats is None else args.max_beats,
         max_file_mb=MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb, force=args.force,
+        controls=args.controls, styles=parse_style_args(args.style),
+        fim_rate=FIM_RATE if args.fim_rate is None else args.fim_rate,
     )
     s = tokenize(cfg, progress=not args.no_progress)
     why = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))
@@ -93,6 +105,10 @@ def run_tokenize(args) -> int:
           + (f" ({why})" if why else "") + f" in {s['seconds']:.1f}s", file=sys.stderr)
     print("tokens: " + ", ".join(f"{k} {v:,} ({s['tunes'][k]} tunes)" for k, v in s["tokens"].items())
           + f"; vocabulary {s['vocab_size']}; written to {s['out_dir']} (details: manifest.jsonl)", file=sys.stderr)
+    if s.get("controls"):
+        print("controls: " + "; ".join(f"{k} {len(v)} ({', '.join(v[:6])}{', ...' if len(v) > 6 else ''})"
+                                       for k, v in s["controls"].items())
+              + f"; {s['fim_sequences']} training tunes rearranged for infilling", file=sys.stderr)
     for warning in s.get("warnings", ()):
         print(f"melodylm: warning: {warning}", file=sys.stderr)
     if args.json:
