@@ -53,6 +53,8 @@ class Prompt:
     dropped_pitches: list[int] = field(default_factory=list)  # outside the tokenizer's range
     start_bar: int = 1  # the file's bar (from 1) where the prompt begins
     trimmed_beats: float = 0.0  # quarter notes of silence before the melody left out (a pop song's intro)
+    key: str | None = None  # its key (from its key signature, else estimated), before any transposition
+    transposed: int = 0  # semitones it was moved by to reach an asked key
 
 
 def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | None = None,
@@ -111,6 +113,40 @@ def load_prompt(path: str | Path, tokenizer, melody: str = "auto", bars: int | N
     beats = float((arr[:, 0] + arr[:, 1]).max()) / tpq
     return Prompt(str(path), out, base_ids, n_notes, beats, tempo, ts, cut, dropped, start_bar=first_bar,
                   trimmed_beats=round((begin - asked) / tpq, 6))
+
+
+def transpose_prompt(prompt: Prompt, tokenizer, key) -> Prompt:
+    """The prompt moved into ``key`` (a :class:`melodylm.keys.Key`) by the smallest step.
+
+    The prompt's key is its file's key signature, else estimated from its notes. Same modes move
+    tonic to tonic; otherwise the prompt goes to the relative key of its own mode (a G major
+    prompt asked for D minor goes to F major), so it takes the asked key's signature and notes.
+    Notes leaving the model's pitch range are dropped and reported.
+    """
+    from dataclasses import replace
+
+    from melodylm.controls import derive_controls
+    from melodylm.keys import Key, parse_key, semitones_to
+    from melodylm.midi import transpose
+
+    own = derive_controls(prompt.score, "prompt")["key"]
+    if own is None:
+        return prompt
+    frm = parse_key(own)
+    target = key if key.mode == frm.mode else Key((key.tonic + (3 if key.mode == "minor" else 9)) % 12, frm.mode)
+    k = semitones_to(frm, target)
+    if k == 0:
+        return replace(prompt, key=own)
+    lo, hi = tokenizer.settings.pitch_range
+    score, _ = transpose(prompt.score, k, (lo, hi))
+    moved = prompt.score.tracks[0].notes.numpy()["pitch"].astype(int) + k
+    dropped = sorted(int(p) for p in moved if not lo <= p < hi)
+    base_ids = tokenizer.encode_score(score)
+    if tokenizer.count_notes(base_ids) == 0:
+        raise UserError(f"--prompt {prompt.path}: no note is left in the model's pitch range after moving it "
+                        f"{k:+d} semitones into {key.name}")
+    return replace(prompt, score=score, base_ids=base_ids, n_notes=tokenizer.count_notes(base_ids),
+                   dropped_pitches=prompt.dropped_pitches + dropped, key=own, transposed=k)
 
 
 # ============================================================================ from ids to scores
@@ -192,6 +228,109 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
     )
 
 
+# ============================================================================ steering: controls and infilling
+
+@dataclass
+class FillPlan:
+    """What writing bars A..B of a prompt needs: the cut tune, the model's prompt and the bars."""
+
+    parts: Any  # melodylm.infill.FimParts of the whole prompt (its suffix possibly shortened)
+    prompt_ids: list[int]  # BOS controls prefix FILL_SUFFIX suffix FILL_MIDDLE
+    middle: Any  # melodylm.sampling.MiddleBars
+
+
+def _time_signature_token(tokenizer, parts) -> int | None:
+    """Base id of the TimeSig in force at bar A: the prefix's last, else the middle's first."""
+    for ids, pick in ((parts.prefix, -1), (parts.middle, 0), (parts.suffix, 0)):
+        found = [int(i) for i in ids if tokenizer.token_str(int(i)).startswith("TimeSig_")]
+        if found:
+            return found[pick]
+    return None
+
+
+def fitted_parts(tokenizer, base_ids, span: tuple[int, int], max_context: int | None = None):
+    """:func:`melodylm.infill.fim_parts` with the suffix halved, bar by bar, until its model ids
+    fit half of a bounded context (``max_context``), so the bars the middle leads into stay in
+    view beside the prefix's end. Raises :class:`UserError` for bars outside the tune."""
+    from melodylm.infill import fim_parts
+
+    parts = fim_parts(tokenizer, base_ids, span)
+    keep = parts.n_bars - span[1]
+    while max_context and keep > 1 and len(tokenizer.encode_ids(parts.suffix)) > max_context // 2:
+        keep //= 2
+        parts = fim_parts(tokenizer, base_ids, span, suffix_bars=keep)
+    return parts
+
+
+def plan_fill(tokenizer, prompt: Prompt | None, span: tuple[int, int], head: list[int],
+              max_context: int | None = None) -> FillPlan:
+    """Cut ``prompt`` around bars ``span`` and build the ids a sampler starts from to refill them.
+
+    The suffix is shortened for a bounded context (``max_context``, :func:`fitted_parts`). Raises
+    :class:`UserError` for a model without the sentinels, no prompt, or bars outside the tune.
+    """
+    from melodylm.infill import Sentinels, fill_prompt
+    from melodylm.sampling import MiddleBars
+
+    vocab = tokenizer.extra
+    if not tokenizer.has_infill:
+        raise UserError("--fill: this model has no infill tokens (FILL_SUFFIX, FILL_MIDDLE, FILL_END); "
+                        "train it on a dataset tokenized with fill-in-the-middle")
+    if prompt is None:
+        raise UserError("--fill needs --prompt MIDI: the tune whose bars are written anew")
+    if tokenizer.settings.scheme != "REMI":
+        raise UserError(f"--fill: bars are followed in REMI tokens only, not {tokenizer.settings.scheme}")
+    parts = fitted_parts(tokenizer, prompt.base_ids, span, max_context)
+    ids = fill_prompt(parts, Sentinels.from_vocab(vocab), head, tokenizer.encode_ids)
+    middle = MiddleBars(span[0] - 1, span[1], sentinels.end, _time_signature_token(tokenizer, parts))
+    return FillPlan(parts, ids.tolist(), middle)
+
+
+def build_middle_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Prompt,
+                        plan: FillPlan) -> GeneratedMelody:
+    """The prompt with the plan's bars replaced by a generated middle (every other note kept)."""
+    import symusic
+
+    from melodylm.infill import splice
+
+    span = plan.parts.span
+
+    middle = tokenizer.decode_ids(sampled.ids)  # extras dropped
+    try:
+        score, full = splice(tokenizer, prompt.base_ids, span, middle)
+    except ValueError as e:  # the grammar prevents it; kept as a clear message should it happen
+        raise UserError(f"--fill {span[0]}:{span[1]}: the written bars do not fit ({e})") from None
+    score.tempos.clear()
+    score.tempos.append(symusic.Tempo(0, float(prompt.tempo)))
+    invalid = max(0, grammar.errors(full) - grammar.errors(prompt.base_ids))
+    t_a = plan.parts.bar_ticks[0]  # ticks of the decoded tune, which the spliced score keeps
+    tpq = int(score.ticks_per_quarter)
+    return GeneratedMelody(
+        score=score, ids=sampled.ids, base_ids=full, n_notes=int(sum(len(tr.notes) for tr in score.tracks)),
+        new_notes=int(tokenizer.count_notes(middle)), new_tokens=int(len(sampled.ids)),
+        invalid_tokens=int(invalid), invalid_share=round(invalid / len(middle), 6) if len(middle) else 0.0,
+        continuation_start_beat=round(t_a / tpq, 6), notes_before_start=0, stop=sampled.stop)
+
+
+def outcome(tokenizer, new_base, prompt: Prompt | None) -> dict:
+    """What came out: the estimated key of the new notes and the meter of their bars.
+
+    ``meter`` is the time signature written most often in the new tokens (REMI writes one per
+    bar), else the prompt's (the new notes stay in its bars); ``meters`` lists every one written.
+    """
+    from melodylm.keys import estimate_key
+    from melodylm.midi import score_notes
+
+    new_base = np.asarray(new_base, dtype=np.int64)
+    notes = score_notes(tokenizer.decode_score(new_base)) if len(new_base) else np.zeros((0, 3))
+    key = estimate_key(notes[:, 2], notes[:, 1]).name if len(notes) else None
+    sigs = Counter(tokenizer.token_str(int(i))[len("TimeSig_"):] for i in new_base
+                   if tokenizer.token_str(int(i)).startswith("TimeSig_"))
+    ts = prompt.time_signature if prompt is not None else None
+    meter = sigs.most_common(1)[0][0] if sigs else (f"{ts[0]}/{ts[1]}" if ts else None)
+    return {"key": key, "meter": meter, "meters": sorted(sigs) if sigs else ([meter] if meter else [])}
+
+
 # ============================================================================ the public API
 
 def validate_options(n: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -221,7 +360,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
              max_bars: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              seed: int = 0, constrain: bool = True, keep_prompt: bool = True, melody: str = "auto",
              prompt_bars: int | None = None, prompt_notes: int | None = None, prompt_start_bar: int | None = None,
-             device: str | torch.device = "cpu", use_cache: bool = True) -> list[GeneratedMelody]:
+             device: str | torch.device = "cpu", use_cache: bool = True, fill: str | tuple[int, int] | None = None,
+             key: str | None = None, meter: str | None = None, style: str | None = None) -> list[GeneratedMelody]:
     """Generate ``n`` melodies in one batch and return them as :class:`GeneratedMelody` (``.score`` is a symusic Score).
 
     Args:
@@ -240,12 +380,22 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         keep_prompt: the scores hold prompt and continuation; otherwise the continuation alone,
             moved to start at the bar where it begins.
         use_cache: ``False`` recomputes the whole context at every step (reference, benchmark).
+        fill: bars ``"A:B"`` (from 1, inclusive) of the prompt to write anew, seeing the bars
+            before and after; every note outside them is kept.
+        key, meter, style: controls the model was trained with (``"D minor"``, ``"6/8"``, a
+            style name), put after BOS; ``key`` with a prompt first moves the prompt into that key.
     """
     from melodylm.checkpoint import checkpoint_path, file_hash, load_model
+    from melodylm.controls import resolve_request
+    from melodylm.infill import parse_span
+    from melodylm.keys import parse_key
     from melodylm import __version__
 
     validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes,
                      prompt_start_bar)
+    span = parse_span(fill) if isinstance(fill, str) else (tuple(fill) if fill is not None else None)
+    if span is not None:
+        _check_fill_options(constrain, keep_prompt, max_bars)
     dev = torch.device(device)
     info: dict[str, Any] = {"melodylm_version": __version__}
     if isinstance(checkpoint_or_model, (str, Path)):
@@ -258,35 +408,60 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         model.to(dev).eval()
         info.update(checkpoint=None, checkpoint_hash=None)
     info["arch"] = getattr(model.config, "arch", type(model).__name__)
+    asked = resolve_request({"key": key, "meter": meter, "style": style}, tok.extra)
     if isinstance(prompt, (str, Path)):
         prompt = load_prompt(prompt, tok, melody, prompt_bars, prompt_notes, start_bar=prompt_start_bar)
+    if prompt is not None and "key" in asked:
+        prompt = transpose_prompt(prompt, tok, parse_key(asked["key"]))
+    head = tok.head_ids(asked).tolist()
     p_base = prompt.base_ids.tolist() if prompt is not None else []
-    p_ids = tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else []
+    plan = None
+    if span is not None:
+        plan = plan_fill(tok, prompt, span, head, getattr(model, "max_context", None))
+        p_ids, p_base = plan.prompt_ids, plan.parts.prefix.tolist()
+    else:
+        p_ids = head + (tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else [])
     grammar = Grammar(tok, dev)
     if max_bars is not None and not grammar.has_pos:
         raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
                         "use --max-notes or --max-tokens")
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     seqs = generate_ids(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
-                            constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
-                            prompt_base=p_base, grammar=grammar)
+                        constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
+                        prompt_base=p_base, grammar=grammar, middle=plan.middle if plan else None)
     info["options"] = dict(n=n, max_tokens=max_tokens, max_notes=max_notes, max_bars=max_bars,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, constrain=constrain,
                            keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
-                           prompt_notes=prompt_notes, use_cache=use_cache)
+                           prompt_notes=prompt_notes, use_cache=use_cache,
+                           fill=f"{span[0]}:{span[1]}" if span else None)
     info["prompt"] = None if prompt is None else {
         "file": prompt.path, "notes": prompt.n_notes, "beats": round(prompt.beats, 6), "tokens": len(p_ids),
         "cut": prompt.cut, "dropped_pitches": prompt.dropped_pitches, "tempo": prompt.tempo,
-        "time_signature": f"{prompt.time_signature[0]}/{prompt.time_signature[1]}"}
+        "time_signature": f"{prompt.time_signature[0]}/{prompt.time_signature[1]}",
+        "key": prompt.key, "transposed": prompt.transposed}
     info["options"]["prompt_start_bar"] = prompt_start_bar
     if prompt is not None:  # where in its file the prompt begins, and the silence left out before it
         info["prompt"].update(start_bar=prompt.start_bar, trimmed_beats=prompt.trimmed_beats)
     samples = []
     for i, s in enumerate(seqs):
-        sample = build_sample(tok, grammar, s, prompt, keep_prompt)
-        sample.info = {**info, "index": i}
+        if plan is not None:
+            sample = build_middle_sample(tok, grammar, s, prompt, plan)
+        else:
+            sample = build_sample(tok, grammar, s, prompt, keep_prompt)
+        new_base = tok.decode_ids(s.ids)
+        sample.info = {**info, "index": i, "controls": {"asked": asked, **outcome(tok, new_base, prompt)}}
         samples.append(sample)
     return samples
+
+
+def _check_fill_options(constrain: bool, keep_prompt: bool, max_bars: int | None) -> None:
+    """--fill flags that cannot go together, as one-line errors."""
+    if not constrain:
+        raise UserError("--fill needs the grammar (drop --no-constraint): it keeps the new notes inside the bars")
+    if not keep_prompt:
+        raise UserError("--fill writes the whole tune: drop --continuation-only")
+    if max_bars is not None:
+        raise UserError("--fill sets the bars to write: drop --max-bars")
 
 
 def signature(sample: GeneratedMelody) -> str:

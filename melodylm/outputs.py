@@ -125,6 +125,10 @@ class SampleJob:
     plot: bool = False  # also a piano-roll PNG per sample
     force: bool = False  # write into a non-empty out_dir, replacing the samples there
     flags: dict = field(default_factory=dict)  # the command line as given, kept in every sidecar
+    fill: str | None = None  # bars "A:B" of the prompt to write anew
+    key: str | None = None  # controls asked for (models trained with them)
+    meter: str | None = None
+    style: str | None = None
 
 
 def sample_to_folder(job: SampleJob) -> dict:
@@ -153,7 +157,8 @@ def sample_to_folder(job: SampleJob) -> dict:
                        max_bars=job.max_bars, temperature=job.temperature, top_k=job.top_k, top_p=job.top_p,
                        seed=job.seed, constrain=job.constrain, keep_prompt=job.keep_prompt, melody=job.melody,
                        prompt_bars=job.prompt_bars, prompt_notes=job.prompt_notes,
-                       prompt_start_bar=job.prompt_start_bar, device=pick_device(job.device))
+                       prompt_start_bar=job.prompt_start_bar, device=pick_device(job.device),
+                       fill=job.fill, key=job.key, meter=job.meter, style=job.style)
     info = samples[0].info
     if job.out_dir is None:
         out = default_samples_dir(info["checkpoint"] or "model")
@@ -169,5 +174,6 @@ def sample_to_folder(job: SampleJob) -> dict:
         "signature": signature(samples[0]), "dropped_pitches": list(prompt.get("dropped_pitches") or []),
         "prompt_start_bar": prompt.get("start_bar"), "prompt_trimmed_beats": prompt.get("trimmed_beats"),
         "samples": [{"file": str(f), "n_notes": s.n_notes, "new_notes": s.new_notes, "new_tokens": s.new_tokens,
-                     "stop": s.stop, "invalid_tokens": s.invalid_tokens} for f, s in zip(files, samples)],
+                     "stop": s.stop, "invalid_tokens": s.invalid_tokens, "controls": s.info.get("controls")}
+                    for f, s in zip(files, samples)],
     }

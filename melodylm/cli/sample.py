@@ -41,6 +41,11 @@ def register_sample(sub):
     p.add_argument("--melody", default="auto",
                    help="how to pick the prompt's melody: auto | skyline | all | track:N | track:NAME "
                         "(`melodylm inspect` lists the tracks)")
+    p.add_argument("--fill", default=None, metavar="A:B",
+                   help="write bars A..B of the prompt anew (from 1, inclusive), seeing the bars before and after")
+    p.add_argument("--key", default=None, help='ask for a key, e.g. "D minor" (a prompt is moved into it first)')
+    p.add_argument("--meter", default=None, help="ask for a meter, e.g. 6/8")
+    p.add_argument("--style", default=None, help="ask for a style the model was trained on, e.g. oneills1850")
     p.add_argument("--no-constraint", action="store_true",
                    help="sample any token, even where the grammar forbids it (research; files may lose notes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -60,7 +65,8 @@ def run_sample(args) -> int:
         top_p=args.top_p, seed=args.seed, constrain=not args.no_constraint, keep_prompt=args.keep_prompt,
         melody=args.melody, prompt_bars=args.prompt_bars, prompt_notes=args.prompt_notes,
         prompt_start_bar=args.prompt_start_bar, device=args.device,
-        plot=args.plot, force=args.force, flags=flags))
+        plot=args.plot, force=args.force, flags=flags, fill=args.fill, key=args.key, meter=args.meter,
+        style=args.style))
     if r["dropped_pitches"]:
         d = r["dropped_pitches"]
         print(f"melodylm: {args.prompt}: {len(d)} prompt note(s) outside the model's pitch range were dropped "

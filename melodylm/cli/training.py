@@ -87,8 +87,12 @@ def register_evaluate(sub):
     p = add_command(sub, "evaluate", "score a checkpoint on a split: bits per note beside a 5-gram baseline",
                     "melodylm evaluate checkpoints/gpt-small/best.pt data/default --split test --json")
     p.add_argument("checkpoint", help="checkpoint file or run folder")
-    p.add_argument("data_dir", nargs="?", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("data_dir", nargs="*", default=None, metavar="DATA",
+                   help="dataset folder (default: the one it was trained on), or MIDI files and folders, "
+                        "tokenized with the checkpoint's tokenizer")
     p.add_argument("--split", default="test", help="train | val | test (default test)")
+    p.add_argument("--infill", default=None, metavar="A:B",
+                   help="also score bars A..B given both sides and given the left side only (infilling models)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--baseline-order", type=int, default=5, help="n-gram order of the baseline; 0 = none")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -101,18 +105,29 @@ def run_evaluate(args) -> int:
 
     if args.baseline_order < 0 or args.baseline_order == 1:
         raise UserError("--baseline-order must be 0 (none) or >= 2")
-    r = evaluate(args.checkpoint, args.data_dir, args.split, args.device, args.baseline_order,
-                 progress=not args.no_progress)
+    data = args.data_dir[0] if len(args.data_dir or []) == 1 else (args.data_dir or None)
+    r = evaluate(args.checkpoint, data, args.split, args.device, args.baseline_order,
+                 progress=not args.no_progress, infill=args.infill)
     b = r.get("baseline")
     print(f"{r['arch']} on {r['data_dir']}:{r['split']} ({r['tunes']} tunes, {r['notes']} notes, {r['tokens']} tokens)",
           file=sys.stderr)
+    for reason, count in (r.get("left_out") or {}).items():
+        print(f"  left out {count} file(s): {reason}", file=sys.stderr)
     print(f"  {'model:':<11} {r['bits_per_note']:.3f} bits/note  {r['bits_per_token']:.3f} bits/token  "
           f"ppl {r['perplexity']:.2f}  acc {r['accuracy']:.3f}", file=sys.stderr)
+    print(f"  {'':<11} = {r['pitch_bits_per_note']:.3f} pitch + {r['rhythm_bits_per_note']:.3f} rhythm + "
+          f"{r['other_bits_per_note']:.3f} other (bars, meters, controls, end) bits/note", file=sys.stderr)
     if b:
         print(f"  {str(b['order']) + '-gram KN:':<11} {b['bits_per_note']:.3f} bits/note  "
               f"{b['bits_per_token']:.3f} bits/token  ppl {b['perplexity']:.2f}  "
               f"(ratio model/baseline {r['bits_per_note'] / b['bits_per_note']:.2f})", file=sys.stderr)
+    f = r.get("infill")
+    if f:
+        print(f"  infill {f['span']}: {f['both_sides_bits_per_note']:.3f} bits/note given both sides, "
+              f"{f['left_only_bits_per_note']:.3f} given the left side only ({f['tunes']} tunes, {f['notes']} notes, "
+              f"{f['skipped']} skipped)", file=sys.stderr)
     if args.json:
-        print_json({k: r[k] for k in ("loss", "perplexity", "bits_per_token", "bits_per_note", "accuracy",
-                                      "tunes", "tokens", "notes", "split", "checkpoint")} | {"baseline": b})
+        keys = ("loss", "perplexity", "bits_per_token", "bits_per_note", "pitch_bits_per_note", "rhythm_bits_per_note",
+                "other_bits_per_note", "accuracy", "tunes", "tokens", "notes", "split", "checkpoint")
+        print_json({k: r[k] for k in keys} | {"baseline": b, "infill": f, "left_out": r.get("left_out") or {}})
     return 0
