@@ -7,8 +7,11 @@ raises for a bad file, it returns a :class:`ChosenMelody` with ``status`` and ``
 
 The one copy of each score helper: a score's notes as an array (:func:`score_notes`,
 :func:`notes_in_beats`), its bar lines (:func:`bar_lines`, :func:`bar_start`,
-:func:`bar_start_before`, :func:`time_signature_at`, :func:`beats_per_bar`) and cropping a
-continuation from a tick (:func:`crop_from`). Prompts, samples, reports and plots use these.
+:func:`bar_start_before`, :func:`bar_index`, :func:`meter_changes`, :func:`time_signature_at`,
+:func:`beats_per_bar`), cropping a continuation from a tick (:func:`crop_from`) and cutting a score
+from a bar line (:func:`score_from`, :func:`trim_silence`, which leaves out a pop song's silent
+intro bars). Prompts, samples, reports, plots and ``melodylm inspect`` use these. Tracks are
+named for ``--melody track:N|NAME`` by :func:`find_track` and listed by :func:`describe_tracks`.
 """
 
 from __future__ import annotations
@@ -504,3 +507,22 @@ def trim_silence(score, from_tick: int = 0) -> tuple[object, int]:
         raise ValueError(f"no note starts at or after tick {from_tick}")
     start = bar_start_before(score, int(later[0, 0]))
     return (score_from(score, start) if start > 0 else score), start
+
+
+def meter_changes(score) -> list[tuple[int, int, int]]:
+    """(bar, numerator, denominator) for each meter of a score, bars from 1, as :func:`bar_lines` reads them.
+
+    A time signature takes effect at the first bar line at or after it; of two before one bar line
+    the later holds, and one repeating the meter in force is no change. 4/4 holds before the first.
+    """
+    out: list[tuple[int, int, int]] = []
+    lines = bar_lines(score)
+    bar, line = 1, next(lines)
+    for tick, num, den in _time_signatures(score):
+        while line < tick:
+            bar, line = bar + 1, next(lines)
+        if out and out[-1][0] == bar:
+            out.pop()
+        if not out or out[-1][1:] != (num, den):
+            out.append((bar, num, den))
+    return out

@@ -453,3 +453,16 @@ def test_score_from_moves_the_signatures_in_force(tmp_path):
     assert score_notes(out)[:, 2].tolist() == list(range(63, 70)) and {n.velocity for n in out.tracks[0].notes} == {77}
     assert list(zip(range(3), bar_lines(out))) == [(0, 0), (1, 3 * TPQ), (2, 5 * TPQ)]
     assert score_notes(score_from(score, 0)).tolist() == score_notes(score).tolist()
+
+
+def test_meter_changes_in_bars():
+    from melodylm.midi import meter_changes
+
+    # 3/4 for two bars, 2/4 from bar 3; a signature inside a bar waits for the next bar line
+    assert meter_changes(_score_with_signatures([(0, 3, 4), (2 * 3 * TPQ, 2, 4)])) == [(1, 3, 4), (3, 2, 4)]
+    assert meter_changes(_score_with_signatures([(0, 4, 4), (TPQ, 3, 4)])) == [(1, 4, 4), (2, 3, 4)]
+    assert meter_changes(_score_with_signatures([])) == [(1, 4, 4)]
+    # two inside one bar: the later one holds from the next bar line, as bar_lines counts
+    assert meter_changes(_score_with_signatures([(0, 4, 4), (TPQ, 3, 4), (2 * TPQ, 2, 4)])) == [(1, 4, 4), (2, 2, 4)]
+    assert meter_changes(_score_with_signatures([(0, 2, 4), (4 * TPQ, 2, 4)])) == [(1, 2, 4)]  # no change
+    assert meter_changes(_score_with_signatures([(4 * TPQ, 3, 4)])) == [(1, 4, 4), (2, 3, 4)]

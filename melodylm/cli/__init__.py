@@ -6,7 +6,7 @@ mistakes raise :class:`melodylm.errors.UserError` and end as one line on stderr 
 2; ``--debug`` shows the traceback instead.
 
 Modules: ``data`` (corpus, tokenize, detokenize), ``training`` (train, evaluate), ``sample``, ``render_cmd``,
-``scores`` (bleu, copies, metrics), ``demo``; ``common`` holds what they share.
+``inspect_cmd``, ``scores`` (bleu, copies, metrics), ``demo``; ``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from typing import Callable, NamedTuple
 
 from melodylm import __version__
-from melodylm.cli import data, demo, render_cmd, sample, scores, training
+from melodylm.cli import data, demo, inspect_cmd, render_cmd, sample, scores, training
 from melodylm.cli.common import Formatter, Parser
 from melodylm.errors import UserError
 
@@ -36,6 +36,7 @@ def _command(module, name: str) -> Command:
 # In the order `melodylm -h` lists them: the order of the work.
 COMMANDS: dict[str, Command] = {
     "corpus": _command(data, "corpus"),
+    "inspect": _command(inspect_cmd, "inspect"),
     "tokenize": _command(data, "tokenize"),
     "detokenize": _command(data, "detokenize"),
     "train": _command(training, "train"),
