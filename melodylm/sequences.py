@@ -183,10 +183,12 @@ class WindowStream:
             start[rows] = fim[1]["start"]
             length[rows] = fim[1]["length"]
             sources.append(fim[0])
-        head = np.ones(n, dtype=np.int64)
-        for s in range(len(sources)):
-            m = src == s
-            head[m] = head_lengths(sources[s], start[m], tok)
+        # Without controls there is nothing to keep: heads of length 0 make plain contiguous windows.
+        head = np.zeros(n, dtype=np.int64)
+        if tok.has_controls:
+            for s in range(len(sources)):
+                m = src == s
+                head[m] = head_lengths(sources[s], start[m], tok)
         kind_of: dict[int, int] = {}
         if tok.extra is not None:
             for t in tok.extra.tokens:
@@ -220,7 +222,7 @@ class WindowStream:
         j = int(np.searchsorted(self.vstart, p, side="right") - 1)
         head = self._head(j, None if drop is None else drop[0], rate)
         off = max(int(p - self.vstart[j]), int(self.seg.head[j]))
-        jump = off > int(self.seg.head[j])  # the window does not start at the tune's beginning
+        jump = len(head) > 0 and off > int(self.seg.head[j])  # the window starts inside the tune
         parts, have, ignore = [head], len(head), []
         if jump:
             ignore.append(len(head) - 1)  # the target after the head is a jump into the tune

@@ -34,10 +34,12 @@ import torch
 
 from melodylm import checkpoint as ckpts
 from melodylm.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
+from melodylm.controls import KINDS
 from melodylm.dataset import Dataset
 from melodylm.device import autocast_ctx, pick_device, pick_precision
 from melodylm.errors import TrainingError, UserError
 from melodylm.models import ModelConfig, build_model
+from melodylm.sequences import MAX_HEADS, WindowStream
 from melodylm.train_config import (RESUME_HELP, RESUME_HONOURS, TrainConfig, check_init_tokenizer,
                                    check_resume_data, load_config_file, load_init, model_config, parse_set,
                                    resume_config)
@@ -49,27 +51,51 @@ __all__ = ["RESUME_HELP", "RESUME_HONOURS", "Batches", "TrainConfig", "TrainStat
 
 # --- data ------------------------------------------------------------------------------------------
 class Batches:
-    """Random training windows, reproducible from a numpy generator whose state is checkpointed."""
+    """Random training windows, reproducible from a numpy generator whose state is checkpointed.
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
-        if len(tokens) < 2:
+    With a :class:`melodylm.sequences.WindowStream` (a dataset with controls or infilling) each
+    window starts with its tune's head (BOS and controls), each control dropped at
+    ``control_dropout``, and the rearranged infilling tunes stand in for their plain ones.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
+                 stream: WindowStream | None = None, control_dropout: float = 0.0):
+        total = stream.total if stream is not None else len(tokens)
+        if total < 2:
             raise UserError("the training split has fewer than 2 tokens: tokenize more data")
         self.tokens = tokens
-        self.block = min(block_size, len(tokens) - 1)
+        self.stream = stream
+        self.control_dropout = control_dropout
+        self.block = min(block_size, total - 1)
         self.batch_size = batch_size
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stream is not None:
+            n = self.block + 1
+            ix = self.rng.integers(0, self.stream.limit(n), size=self.batch_size)
+            drops = self.rng.random((self.batch_size, MAX_HEADS, len(KINDS)))
+            x, y = self.stream.batch(ix, n, drops, self.control_dropout)
+            return torch.from_numpy(x), torch.from_numpy(y)
         ix = self.rng.integers(0, len(self.tokens) - self.block, size=self.batch_size)
         x = np.stack([self.tokens[i:i + self.block] for i in ix]).astype(np.int64)
         y = np.stack([self.tokens[i + 1:i + 1 + self.block] for i in ix]).astype(np.int64)
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def fixed_windows(tokens: np.ndarray, block_size: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same ``n`` validation windows every time (a fixed seed, independent of training RNG)."""
-    block = min(block_size, len(tokens) - 1)
+def fixed_windows(tokens: np.ndarray, block_size: int, n: int, seed: int = 0, stream: WindowStream | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same ``n`` validation windows every time (a fixed seed, independent of training RNG).
+
+    With a ``stream`` the windows keep their heads, every control kept: plain continuation
+    given all controls.
+    """
     rng = np.random.Generator(np.random.PCG64(seed))
+    if stream is not None:
+        block = min(block_size, stream.total - 1)
+        x, y = stream.batch(rng.integers(0, stream.limit(block + 1), size=n), block + 1)
+        return torch.from_numpy(x), torch.from_numpy(y)
+    block = min(block_size, len(tokens) - 1)
     ix = rng.integers(0, len(tokens) - block, size=n)
     x = np.stack([tokens[i:i + block] for i in ix]).astype(np.int64)
     y = np.stack([tokens[i + 1:i + 1 + block] for i in ix]).astype(np.int64)
@@ -288,6 +314,7 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
     val_on_train = len(val_tokens) < 2
     if val_on_train:
         val_tokens = train_tokens  # tiny datasets: validate on train rather than not at all
+    train_stream, val_stream = steering_streams(data, cfg, val_on_train)
     mcfg = model_config(cfg, tok, last, init)
 
     torch.manual_seed(cfg.seed + rank)
@@ -301,7 +328,8 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                                device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
-    batches = Batches(train_tokens, mcfg.block_size, cfg.batch_size, cfg.seed * 1000 + rank)
+    batches = Batches(train_tokens, mcfg.block_size, cfg.batch_size, cfg.seed * 1000 + rank, train_stream,
+                      cfg.control_dropout)
     state = TrainState()
     if last is not None:
         ckpts.restore_training(last, raw_model, optimizer, scaler)
@@ -316,8 +344,9 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
     tokens_per_step = cfg.batch_size * batches.block * cfg.grad_accum * world
     max_steps = cfg.max_steps
     if cfg.max_epochs > 0:
-        max_steps = min(max_steps, max(1, math.ceil(cfg.max_epochs * len(train_tokens) / tokens_per_step)))
-    eval_x, eval_y = fixed_windows(val_tokens, mcfg.block_size, cfg.eval_batches * 8)
+        n_train = train_stream.total if train_stream is not None else len(train_tokens)
+        max_steps = min(max_steps, max(1, math.ceil(cfg.max_epochs * n_train / tokens_per_step)))
+    eval_x, eval_y = fixed_windows(val_tokens, mcfg.block_size, cfg.eval_batches * 8, stream=val_stream)
     split = "train" if val_on_train else "val"
     notes_per_token = data.stats["notes"][split] / max(1, data.stats["tokens"][split])
     run = Run(cfg=cfg, mcfg=mcfg, out=out, device=device, precision=precision, rank=rank, world=world, ddp=ddp,
@@ -327,6 +356,22 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
     if master:
         open_run_folder(run, state, fresh=last is None, force=force, val_on_train=val_on_train)
     return run, state
+
+
+def steering_streams(data: Dataset, cfg: TrainConfig, val_on_train: bool
+                     ) -> tuple[WindowStream | None, WindowStream | None]:
+    """Window streams of a dataset with controls or infilling (None for plain datasets, whose
+    windows are cut from the flat token arrays as before). ``cfg.infill`` off reads every
+    training tune plainly, even where the dataset holds its rearrangement."""
+    tok = data.tokenizer
+    if tok.extra is None:
+        return None, None
+    tr = data.split("train")
+    train = WindowStream.of_split(tr.tokens, tr.index, tok, data.fim() if cfg.infill else None)
+    if val_on_train:
+        return train, WindowStream.of_split(tr.tokens, tr.index, tok)
+    va = data.split("val")
+    return train, WindowStream.of_split(va.tokens, va.index, tok)
 
 
 def open_run_folder(run: Run, state: TrainState, fresh: bool, force: bool, val_on_train: bool) -> None:
@@ -533,7 +578,7 @@ def log_sample(run: Run, step: int) -> None:
     if not run.cfg.sample_tokens or run.writer is None:
         return
     try:
-        from melodylm.plot import pianoroll_array
+        from melodylm.render.pianoroll import pianoroll_array
         from melodylm.sampling import generate_ids
 
         run.raw_model.eval()
@@ -541,7 +586,8 @@ def log_sample(run: Run, step: int) -> None:
         ids = generate_ids(run.raw_model, run.tokenizer, n=1, max_new_tokens=run.cfg.sample_tokens, generator=g,
                            device=run.device)[0].ids
         score = run.tokenizer.decode_score(run.tokenizer.decode_ids(ids))
-        run.writer.add_image("sample/pianoroll", pianoroll_array(score), step, dataformats="HWC")
+        img = pianoroll_array(score, title=f"step {step}", single_label="generated", dpi=80)
+        run.writer.add_image("sample/pianoroll", img, step, dataformats="HWC")
     except Exception as e:  # a sample is a nicety; never let it stop training
         print(f"note: could not render a sample at step {step}: {e}", file=sys.stderr)
     finally:

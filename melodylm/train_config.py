@@ -14,6 +14,7 @@ from typing import Any
 
 from melodylm import checkpoint as ckpts
 from melodylm.checkpoint import load_checkpoint
+from melodylm.controls import CONTROL_DROPOUT
 from melodylm.dataset import DEFAULT_DATA_DIR
 from melodylm.errors import UserError
 from melodylm.models import MODELS, ModelConfig, size_preset
@@ -74,6 +75,11 @@ class TrainConfig:
     sample_tokens: int = 256  # tokens of the piano-roll sample logged at each evaluation; 0 = off
     log_interval: int = 10
     seed: int = 1337
+    # Datasets with controls or infilling (see melodylm.sequences): read the training tunes
+    # rearranged for infilling in place of their plain form (off: plain continuation only), and
+    # drop each control of a window's head at this rate (controls.CONTROL_DROPOUT says why 0.5).
+    infill: bool = True
+    control_dropout: float = CONTROL_DROPOUT
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: bool = False
@@ -134,7 +140,8 @@ class TrainConfig:
                 raise UserError(f"{setting(key)} must be >= 0, got {getattr(self, key)!r}")
         if self.learning_rate <= 0:
             raise UserError(f"{setting('learning_rate')} must be a positive number, got {self.learning_rate!r}")
-        for key, high in (("min_lr_ratio", "1]"), ("beta1", "1)"), ("beta2", "1)"), ("warmup_frac", "1)")):
+        for key, high in (("min_lr_ratio", "1]"), ("beta1", "1)"), ("beta2", "1)"), ("warmup_frac", "1)"),
+                          ("control_dropout", "1]")):
             v = getattr(self, key)
             if not (0 <= v <= 1 if high == "1]" else 0 <= v < 1):
                 raise UserError(f"{setting(key)} must be in [0, {high}, got {v!r}")
