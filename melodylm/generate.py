@@ -280,8 +280,9 @@ def plan_fill(tokenizer, prompt: Prompt | None, span: tuple[int, int], head: lis
         raise UserError("--fill needs --prompt MIDI: the tune whose bars are written anew")
     if tokenizer.settings.scheme != "REMI":
         raise UserError(f"--fill: bars are followed in REMI tokens only, not {tokenizer.settings.scheme}")
+    sentinels = Sentinels.from_vocab(vocab)
     parts = fitted_parts(tokenizer, prompt.base_ids, span, max_context)
-    ids = fill_prompt(parts, Sentinels.from_vocab(vocab), head, tokenizer.encode_ids)
+    ids = fill_prompt(parts, sentinels, head, tokenizer.encode_ids)
     middle = MiddleBars(span[0] - 1, span[1], sentinels.end, _time_signature_token(tokenizer, parts))
     return FillPlan(parts, ids.tolist(), middle)
 
