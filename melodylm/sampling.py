@@ -114,23 +114,16 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     prompt's base tokens) sets the grammar's starting state and defaults to decoding ``prompt``.
     ``use_cache=False`` recomputes ``forward`` on the last ``max_context`` tokens at every step
     (a reference and a benchmark baseline). ``ignore_eos`` never ends before ``max_new_tokens``
-    (benchmarks).
-
-    ``middle`` writes the middle of a tune (:class:`MiddleBars`): pass the prefix's base tokens
-    as ``prompt_base``; ids that put a note outside the bars or move time into the suffix's bar
-    are drawn again, and ``middle.end_id`` takes the end token's place once a new note is out.
-    Control and sentinel ids never come otherwise: a request for controls goes in the prompt.
+    (benchmarks). ``middle`` writes the middle of a tune (:class:`MiddleBars`, ``prompt_base`` the
+    prefix's base tokens). Control and sentinel ids are never drawn: asked controls go in the prompt.
     """
     dev = torch.device(device)
     bos, eos = tokenizer.bos_id, tokenizer.eos_id
     prompt = [int(i) for i in (prompt or [])]
-    if not prompt or prompt[0] != bos:
-        prompt = [bos] + prompt
+    prompt = prompt if prompt and prompt[0] == bos else [bos] + prompt
     if prompt_base is None:
         prompt_base = tokenizer.decode_ids(prompt[1:]).tolist()
-    if grammar is None or grammar.device != dev:
-        grammar = Grammar(tokenizer, dev)
-    g = grammar
+    g = grammar if grammar is not None and grammar.device == dev else Grammar(tokenizer, dev)
     if max_bars is not None and not g.has_pos:
         raise ValueError(f"max_bars: {tokenizer.settings.scheme} has no bars to count")
     if middle is not None and (not constrain or max_bars is not None or not g.has_pos):
@@ -160,12 +153,7 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
         remaining_after = limit - t - 1
         lg = logits.float()
         if constrain:
-            ok = g.allowed(st, remaining_after, max_notes, allow_eos=not ignore_eos)
-            if extra > 0:
-                ok = torch.cat([ok, ok.new_zeros(ok.size(0), extra)], dim=1)
-            if middle is not None:
-                ok = _middle_mask(g, st, ok, middle, eos)
-            lg = lg.masked_fill(~ok, float("-inf"))
+            lg = lg.masked_fill(~_allowed(g, st, remaining_after, max_notes, ignore_eos, extra, middle), float("-inf"))
         elif ignore_eos:
             lg = lg.index_fill(1, eos_col, float("-inf"))
         nxt = torch.where(live, pick_tokens(lg, temperature, top_k, top_p, generator), end)  # (B,)
@@ -205,6 +193,16 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     if limit == 0:
         stop.fill_(2)
     return _collect(steps, stop, n)
+
+
+def _allowed(g: Grammar, st: dict, remaining_after: int, max_notes: int | None, ignore_eos: bool, extra: int,
+             middle: MiddleBars | None) -> torch.Tensor:
+    """The grammar's ``(B, V)`` mask, widened to ids the tokenizer does not know (never allowed)
+    and narrowed to the middle's bars when writing one."""
+    ok = g.allowed(st, remaining_after, max_notes, allow_eos=not ignore_eos)
+    if extra > 0:
+        ok = torch.cat([ok, ok.new_zeros(ok.size(0), extra)], dim=1)
+    return _middle_mask(g, st, ok, middle, g.eos) if middle is not None else ok
 
 
 def _middle_mask(g: Grammar, st: dict, ok: torch.Tensor, middle: MiddleBars, eos: int) -> torch.Tensor:
