@@ -182,7 +182,7 @@ def test_bad_uploads_are_one_line_400(client, tmp_path, kind):
     r = post(client, {"n": "1", "max_bars": "1"}, data, name=f"{kind}.mid")
     assert r.status_code == 400, r.text
     err = r.json()["error"]
-    assert err.startswith(f"--prompt ") or err.startswith("prompt ")
+    assert err.startswith("--prompt ") or err.startswith("prompt ")
     assert f"{kind}.mid" in err and words in err and "\n" not in err
 
 

@@ -107,6 +107,17 @@ def test_page_generates_shows_and_plays_offline(browser, tmp_path):
         if os.environ.get("MELODYLM_SCREENSHOT"):
             shutil.copy(shot, os.environ["MELODYLM_SCREENSHOT"])
 
+        # the idea-generator loop: a sample becomes the next prompt
+        for field, value in (("n", "1"), ("max_bars", "2")):
+            el = browser.find_element(By.ID, field)
+            el.clear()
+            el.send_keys(value)
+        browser.find_element(By.CSS_SELECTOR, ".sample .continue").click()
+        wait.until(lambda d: "prompt sample_1.mid" in d.find_element(By.ID, "signature").text)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".sample")) == 1)
+        assert browser.find_elements(By.CSS_SELECTOR, ".sample .roll svg rect.note.prompt")
+        assert browser.find_elements(By.CSS_SELECTOR, ".sample .roll svg rect.note.continuation")
+
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
         urls = requested_urls(browser)

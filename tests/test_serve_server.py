@@ -36,7 +36,7 @@ def served(out_dir: Path, timeout: float = 60):
     """Run ``serve(port=<free port>)`` in a subprocess; yield its base URL once it answers."""
     port = free_port()
     code = f"from melodylm.serve import serve; serve(port={port}, out_dir={str(out_dir)!r})"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=out_dir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

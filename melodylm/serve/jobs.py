@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Batch:
     folder: Path
     files: dict[str, Path] = field(default_factory=dict)  # URL name -> file written by the server
     state: dict[str, str] = field(default_factory=dict)  # URL name -> "pending" | "ready" | "error: ..."
+    seconds: dict[str, float] = field(default_factory=dict)  # URL name -> time its render job took
 
 
 class FileStore:
@@ -120,8 +122,8 @@ class RenderJobs:
     """Background rendering: ``submit`` marks the batch's files pending and renders them in turn.
 
     Each group of formats has its own single thread (a "lane"): audio renders beside sheet music,
-    never two of one kind at once, since the engines are not thread-safe (verovio failed to load
-    every one of 4 MusicXML files engraved from 4 threads at once, and all 4 loaded one at a time).
+    never two of one kind at once, and always in the same thread: verovio (0.x, measured) loads
+    MusicXML only in the thread that used it first; from any other thread ``loadData`` fails.
     ``render`` has the signature of ``melodylm.render.render_file``; its returned paths are
     recorded in the store under ``<stem>.<format>``. A failure marks the files with its one line.
     """
@@ -147,6 +149,7 @@ class RenderJobs:
         return names
 
     def _run(self, batch: Batch, midi: Path, stem: str, formats: tuple[str, ...], options: dict) -> None:
+        t0 = time.perf_counter()
         try:
             out = self.render(midi, batch.folder, formats=formats, stem=stem, **options)
         except Exception as e:  # any failure is shown on the page as its one line
@@ -156,6 +159,7 @@ class RenderJobs:
             return
         for fmt in formats:
             name = f"{stem}.{fmt}"
+            batch.seconds[name] = round(time.perf_counter() - t0, 4)
             path = out.get(fmt) if isinstance(out, dict) else None
             if path is not None and Path(path).is_file():
                 self.store.add(batch, name, Path(path))

@@ -103,7 +103,7 @@ def safe_name(name: str, default: str = "prompt") -> str:
 def list_checkpoints(extra: str | Path | None = None, cwd: str | Path | None = None) -> dict[str, Path]:
     """Name -> checkpoint file: ``extra`` (``serve --checkpoint``) first, the shipped model, then each
     run under ``./checkpoints`` with a ``best.pt`` (newest first). The first entry is the default."""
-    from melodylm.generate import REPO_CHECKPOINTS
+    from melodylm.resources import shipped_model
 
     cwd = Path(cwd or Path.cwd())
     found: dict[str, Path] = {}
@@ -113,9 +113,8 @@ def list_checkpoints(extra: str | Path | None = None, cwd: str | Path | None = N
         if not p.is_file():
             raise UserError(f"--checkpoint {extra}: no such checkpoint file")
         found[p.parent.name if p.name in ("best.pt", "model.pt", "last.pt") else p.stem] = p.resolve()
-    for root in (REPO_CHECKPOINTS, cwd / "checkpoints"):
-        shipped = root / SHIPPED_NAME / "model.pt"
-        if shipped.is_file() and shipped.resolve() not in found.values():
+    for shipped in (shipped_model(), cwd / "checkpoints" / SHIPPED_NAME / "model.pt"):  # package data or checkout
+        if shipped is not None and shipped.is_file() and shipped.resolve() not in found.values():
             found.setdefault(SHIPPED_NAME, shipped.resolve())
     runs = sorted((p for p in (cwd / "checkpoints").glob("*/best.pt") if p.is_file()),
                   key=lambda p: (-p.stat().st_mtime, str(p)))
@@ -266,5 +265,5 @@ class Playground:
                 "status": f"/api/batches/{batch.id}", "decode_seconds": round(decode_s, 3)}
 
     def batch_state(self, batch: Batch) -> dict[str, Any]:
-        """Each file's state: ``ready``, ``pending`` or ``error: one line``."""
-        return {"batch": batch.id, "files": dict(batch.state)}
+        """Each file's state (``ready``, ``pending`` or ``error: one line``) and its render job's seconds."""
+        return {"batch": batch.id, "files": dict(batch.state), "seconds": dict(batch.seconds)}

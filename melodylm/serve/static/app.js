@@ -72,7 +72,7 @@ function pianoRoll(s) {
   const end = Math.max(4, ...notes.map((n) => n[0] + n[1]));
   const lo = Math.min(...notes.map((n) => n[2]), 60) - 1, hi = Math.max(...notes.map((n) => n[2]), 72) + 1;
   const barBeats = (s.time_signature[0] * 4) / s.time_signature[1];
-  const px = 14, row = 6, left = 34, top = 28, w = left + end * px + 4, h = top + (hi - lo + 1) * row + 4;
+  const px = 20, row = 7, left = 34, top = 28, w = left + end * px + 4, h = top + (hi - lo + 1) * row + 4;
   const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": "piano roll", class: "pianoroll" });
   for (let p = lo; p <= hi; p++) {
     const y = top + (hi - p) * row;
