@@ -102,16 +102,17 @@ def ngram_baseline(data: Dataset, split: str, order: int = 5, discount: float = 
     return res
 
 
-# Token kinds for the split of bits per note. Pitch: which note; rhythm: when it starts and how
-# long it lasts (NoteOff ends a MIDILike note); other: bars, time signatures, chords, velocities,
-# controls, sentinels and the end token.
+# Token kinds for the split of bits per note. Pitch: which note; rhythm: when it starts (onset)
+# and how long it lasts (duration; NoteOff ends a MIDILike note); other: bars, time signatures,
+# chords, velocities, controls, sentinels and the end token.
 PITCH_TYPES = ("Pitch", "NoteOn", "PitchDrum")
-RHYTHM_TYPES = ("Position", "TimeShift", "Duration", "Rest", "NoteOff", "DrumOff")
-KINDS = ("pitch", "rhythm", "other")
+ONSET_TYPES = ("Position", "TimeShift", "Rest")
+DURATION_TYPES = ("Duration", "NoteOff", "DrumOff")
+KINDS = ("pitch", "onset", "duration", "other")
 
 
 def token_kind_shares(tok) -> np.ndarray:
-    """``(V, 3)`` share of each model id's bits that goes to pitch, rhythm and other tokens.
+    """``(V, 4)`` share of each model id's bits that goes to pitch, onset, duration and other tokens.
 
     A base token is one kind. A subword piece stands for several base tokens and its bits are
     split evenly among them (a piece ``Position Pitch Duration`` gives a third to pitch and two
@@ -120,13 +121,13 @@ def token_kind_shares(tok) -> np.ndarray:
     """
     def kind(base_id: int) -> int:
         t = tok.token_str(int(base_id)).split("_")[0]
-        return 0 if t in PITCH_TYPES else 1 if t in RHYTHM_TYPES else 2
+        return 0 if t in PITCH_TYPES else 1 if t in ONSET_TYPES else 2 if t in DURATION_TYPES else 3
 
-    shares = np.zeros((tok.vocab_size, 3))
+    shares = np.zeros((tok.vocab_size, len(KINDS)))
     for i in range(tok.vocab_size):
         base = tok.decode_ids([i]) if i < tok.core_vocab_size else []
         if len(base) == 0:
-            shares[i, 2] = 1.0
+            shares[i, 3] = 1.0
         else:
             for b in base:
                 shares[i, kind(b)] += 1.0 / len(base)
@@ -166,11 +167,12 @@ def midi_tunes(paths: list[str], tok) -> tuple[list[tuple[np.ndarray, int]], dic
 
 
 def score_tunes(model, tunes, dev, shares: np.ndarray, progress: bool = False) -> dict:
-    """Bits per note (and per token) of every token of every tune, split by token kind."""
+    """Bits per note (and per token) of every token of every tune, split by token kind
+    (``pitch``, ``onset``, ``duration``, ``other``; ``rhythm`` is onset plus duration)."""
     from tqdm import tqdm
 
     total, n_tok, n_notes, n_ok = 0.0, 0, 0, 0
-    by_kind = np.zeros(3)
+    by_kind = np.zeros(len(KINDS))
     for ids, notes in tqdm(tunes, desc="evaluate", unit="tune", disable=not progress, file=sys.stderr):
         lp, ok = token_logprobs(model, ids, dev)
         total -= float(lp.sum())
@@ -181,6 +183,7 @@ def score_tunes(model, tunes, dev, shares: np.ndarray, progress: bool = False) -
     res = summarise(total, n_tok, n_notes, n_ok)
     for k, nats in zip(KINDS, by_kind):
         res[f"{k}_bits_per_note"] = float(nats) / LN2 / max(1, n_notes)
+    res["rhythm_bits_per_note"] = res["onset_bits_per_note"] + res["duration_bits_per_note"]
     res.update(tunes=len(tunes), tokens=n_tok, notes=n_notes)
     return res
 

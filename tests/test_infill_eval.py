@@ -71,7 +71,8 @@ def test_kind_shares_sum_to_one_and_split_pieces_evenly(corpus_files) -> None:
     assert np.allclose(shares.sum(axis=1), 1.0)
     assert shares[tok.base_vocab.index("Pitch_60"), 0] == 1.0
     assert shares[tok.base_vocab.index("Position_0"), 1] == 1.0
-    assert shares[tok.base_vocab.index("Bar_None"), 2] == 1.0 and shares[tok.eos_id, 2] == 1.0
+    assert shares[tok.base_vocab.index("Duration_1.0.24"), 2] == 1.0
+    assert shares[tok.base_vocab.index("Bar_None"), 3] == 1.0 and shares[tok.eos_id, 3] == 1.0
     from melodylm.midi import load_melody
 
     seqs = [tok.encode_score(load_melody(f).score) for f in corpus_files[:6]]
@@ -90,7 +91,9 @@ def test_pitch_rhythm_and_other_bits_add_up_to_the_total(plain) -> None:
     r = evaluate(ckpt, data, split="train", device="cpu", baseline_order=0, progress=False)
     parts = r["pitch_bits_per_note"] + r["rhythm_bits_per_note"] + r["other_bits_per_note"]
     assert parts == pytest.approx(r["bits_per_note"], rel=1e-9)
-    assert min(r["pitch_bits_per_note"], r["rhythm_bits_per_note"], r["other_bits_per_note"]) > 0
+    assert r["rhythm_bits_per_note"] == pytest.approx(r["onset_bits_per_note"] + r["duration_bits_per_note"])
+    assert min(r["pitch_bits_per_note"], r["onset_bits_per_note"], r["duration_bits_per_note"],
+               r["other_bits_per_note"]) > 0
 
 
 def test_kind_bits_by_hand_for_a_uniform_model(plain, tmp_path) -> None:
@@ -110,6 +113,9 @@ def test_kind_bits_by_hand_for_a_uniform_model(plain, tmp_path) -> None:
     assert r["pitch_bits_per_note"] == pytest.approx(names.count("Pitch") * per_token / r["notes"])
     rhythm = sum(names.count(k) for k in ("Position", "Duration", "Rest"))
     assert r["rhythm_bits_per_note"] == pytest.approx(rhythm * per_token / r["notes"])
+    assert r["duration_bits_per_note"] == pytest.approx(names.count("Duration") * per_token / r["notes"])
+    other = sum(names.count(k) for k in ("Bar", "TimeSig", "EOS"))
+    assert r["other_bits_per_note"] == pytest.approx(other * per_token / r["notes"])
 
 
 # ------------------------------------------------------------------ MIDI files as data

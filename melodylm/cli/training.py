@@ -115,7 +115,8 @@ def run_evaluate(args) -> int:
         print(f"  left out {count} file(s): {reason}", file=sys.stderr)
     print(f"  {'model:':<11} {r['bits_per_note']:.3f} bits/note  {r['bits_per_token']:.3f} bits/token  "
           f"ppl {r['perplexity']:.2f}  acc {r['accuracy']:.3f}", file=sys.stderr)
-    print(f"  {'':<11} = {r['pitch_bits_per_note']:.3f} pitch + {r['rhythm_bits_per_note']:.3f} rhythm + "
+    print(f"  {'':<11} = {r['pitch_bits_per_note']:.3f} pitch + {r['rhythm_bits_per_note']:.3f} rhythm "
+          f"({r['onset_bits_per_note']:.3f} onset + {r['duration_bits_per_note']:.3f} duration) + "
           f"{r['other_bits_per_note']:.3f} other (bars, meters, controls, end) bits/note", file=sys.stderr)
     if b:
         print(f"  {str(b['order']) + '-gram KN:':<11} {b['bits_per_note']:.3f} bits/note  "
@@ -128,6 +129,7 @@ def run_evaluate(args) -> int:
               f"{f['skipped']} skipped)", file=sys.stderr)
     if args.json:
         keys = ("loss", "perplexity", "bits_per_token", "bits_per_note", "pitch_bits_per_note", "rhythm_bits_per_note",
-                "other_bits_per_note", "accuracy", "tunes", "tokens", "notes", "split", "checkpoint")
+                "onset_bits_per_note", "duration_bits_per_note", "other_bits_per_note", "accuracy", "tunes", "tokens",
+                "notes", "split", "checkpoint")
         print_json({k: r[k] for k in keys} | {"baseline": b, "infill": f, "left_out": r.get("left_out") or {}})
     return 0
