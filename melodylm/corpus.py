@@ -68,11 +68,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _music21():
     """Import music21 or explain how to install it (it is an optional extra)."""
-    try:
-        import music21
-    except ImportError:
-        raise UserError("music21 is not installed; install it with `pip install 'melodylm[music21]'`") from None
-    return music21
+    from melodylm.extras import require
+
+    return require("music21", "music21", "corpus import")
 
 
 def music21_corpus_path(name: str) -> Path:

@@ -292,7 +292,7 @@ def test_missing_music21_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "music21", None)  # makes `import music21` raise ImportError
     with pytest.raises(UserError, match=r"pip install 'melodylm\[music21\]'"):
         music21_corpus_path("oneills1850")
-    with pytest.raises(UserError, match="music21 is not installed"):
+    with pytest.raises(UserError, match="needs the Python package .music21., which is not installed"):
         import_corpus([tmp_path], tmp_path / "out", progress=False)
 
 

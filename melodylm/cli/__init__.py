@@ -6,7 +6,8 @@ mistakes raise :class:`melodylm.errors.UserError` and end as one line on stderr 
 2; ``--debug`` shows the traceback instead.
 
 Modules: ``data`` (corpus, tokenize, detokenize), ``training`` (train, evaluate), ``sample``, ``render_cmd``,
-``inspect_cmd``, ``scores`` (bleu, copies, metrics), ``demo``; ``common`` holds what they share.
+``inspect_cmd``, ``scores`` (bleu, copies, metrics), ``demo``, ``package`` (info, export, import-hf); ``common`` holds
+what they share.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from typing import Callable, NamedTuple
 
 from melodylm import __version__
-from melodylm.cli import data, demo, inspect_cmd, render_cmd, sample, scores, training
+from melodylm.cli import data, demo, inspect_cmd, package, render_cmd, sample, scores, training
 from melodylm.cli.common import Formatter, Parser
 from melodylm.errors import UserError
 
@@ -47,6 +48,9 @@ COMMANDS: dict[str, Command] = {
     "copies": _command(scores, "copies"),
     "metrics": _command(scores, "metrics"),
     "demo": _command(demo, "demo"),
+    "info": _command(package, "info"),
+    "export": _command(package, "export"),
+    "import-hf": _command(package, "import_hf"),
 }
 
 

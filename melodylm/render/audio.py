@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melodylm.render.common import MissingExtraError, RenderError, need
+from melodylm.extras import MissingExtraError, require
+from melodylm.render.common import RenderError
 
 SAMPLE_RATE = 22_050  # plenty for a melody; a 40 s jig is 1.7 MB mono, not 7 MB of 44.1 kHz stereo
 TAIL_S = 0.25  # let the last note's release ring; under a beat at any tempo below 240 bpm
@@ -73,7 +74,7 @@ def synthesize(score, program: int = 0, sample_rate: int = SAMPLE_RATE, soundfon
     """
     if not 0 <= int(program) <= 127:
         raise RenderError(f"--program {program}: must be a General MIDI program 0..127 (0 = piano)")
-    tsf = need("tinysoundfont", "audio (wav)")
+    tsf = require("tinysoundfont", "render", "audio (wav)")
     sf_path = find_soundfont(soundfont)
     events, end_s = _events(score)
     total = int(np.ceil((end_s + TAIL_S) * sample_rate)) + 1

@@ -1,27 +1,18 @@
 """What the renderers share: reading a melody, bar lines, pitch names, the key, missing extras.
 
 Nothing here imports an optional package at module level, so ``import melodylm.render`` works
-without the ``render`` extra; each renderer asks for its engine through :func:`need`.
+without the ``render`` extra; each renderer asks for its engine through :func:`melodylm.extras.require`.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from melodylm.errors import UserError
-
-# Written with the flags it needs: tinysoundfont declares pyaudio (live playback only), which has
-# no Linux wheel and fails to build without PortAudio's headers, so it is installed without deps.
-INSTALL_HINT = {
-    "verovio": "pip install 'melodylm[render]'",
-    "tinysoundfont": "pip install --no-deps 'tinysoundfont>=0.3.7,<0.4'",
-    "pretty_midi": "pip install 'melodylm[render]'",
-    "matplotlib": "pip install matplotlib",
-}
+from melodylm.extras import MissingExtraError  # noqa: F401  (re-exported by melodylm.render)
 
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
@@ -29,20 +20,6 @@ FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 
 class RenderError(UserError):
     """A file that cannot be rendered (corrupt, drum-only, empty) or a bad render option."""
-
-
-class MissingExtraError(UserError):
-    """An optional engine (engraver, synthesizer, SoundFont) is not installed."""
-
-
-def need(module: str, what: str):
-    """Import an optional engine, or raise :class:`MissingExtraError` naming the install command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        hint = INSTALL_HINT.get(module, f"pip install {module}")
-        raise MissingExtraError(f"{what} needs the Python package {module!r}, which is not installed: "
-                                f"run `{hint}` (or `make install`)") from None
 
 
 def read_melody(path: str | Path):

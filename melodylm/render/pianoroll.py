@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melodylm.render.common import bars, beat_ticks, detect_pickup, key_of, need, note_rows, pitch_name
+from melodylm.extras import require
+from melodylm.render.common import bars, beat_ticks, detect_pickup, key_of, note_rows, pitch_name
 
 PROMPT_COLOUR = "#466EC8"
 CONTINUATION_COLOUR = "#C8462D"  # the sheet music's continuation colour
@@ -67,7 +68,7 @@ def pianoroll_figure(score, split_tick: int | None = None, title: str = "",
     ``split_tick`` (ticks of the score): notes with onset >= it are drawn as ``labels[1]``, the
     others as ``labels[0]``; ``None`` draws all notes in one colour named ``single_label``.
     """
-    need("matplotlib", "piano rolls (png)")
+    require("matplotlib", "render", "piano rolls (png)")
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from melodylm.render.common import KeyInfo, RenderError, need
+from melodylm.extras import require
+from melodylm.render.common import KeyInfo, RenderError
 from melodylm.render.musicxml import to_musicxml
 
 PAGE_WIDTH = 2100  # verovio units (tenths of a mm at scale 100): an A4 width
@@ -29,7 +30,7 @@ VEROVIO_OPTIONS = {
 
 def engrave(musicxml: str) -> str:
     """SVG text of MusicXML engraved by verovio; all pages stacked in one SVG."""
-    verovio = need("verovio", "sheet music (svg)")
+    verovio = require("verovio", "render", "sheet music (svg)")
     verovio.enableLog(False)  # its warnings about MusicXML details would go to stderr as noise
     tk = verovio.toolkit()
     tk.setOptions(VEROVIO_OPTIONS)
