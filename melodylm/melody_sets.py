@@ -247,17 +247,22 @@ def load_set(spec: Spec, tokenizer=None, melody: str = "auto", continuation_only
         tokenizer: tokenizer for the tokens of MIDI files (None: no tokens). For a dataset, the
             stored tokens are used when this tokenizer makes the same base tokens as the
             dataset's (or is None); otherwise the tunes are re-tokenized with it.
-        melody: how to pick the melody of a MIDI file (``auto``, ``skyline``, ``track:N``, ``all``).
+        melody: how to pick the melody of a MIDI file (``auto``, ``skyline``, ``all``, ``track:N``,
+            ``track:NAME``).
         continuation_only: drop the notes before a sidecar's ``continuation_start_beat``.
 
     Returns:
         A :class:`MelodySet` (a list of :class:`MelodyItem`), in file / dataset order.
 
     Raises:
-        UserError: a spec that names nothing, a folder without MIDI files, a missing dataset.
+        UserError: a spec that names nothing, a folder without MIDI files, a missing dataset, a bad
+            ``melody``.
     """
     if isinstance(spec, MelodySet):
         return spec
+    from melodylm.midi import check_melody_mode
+
+    check_melody_mode(melody)
     if isinstance(spec, (list, tuple)):
         if all(isinstance(x, MelodyItem) for x in spec):
             return MelodySet(spec, "<items>", tokenizer)

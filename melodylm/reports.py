@@ -323,7 +323,8 @@ def metrics_report(samples: Spec, reference: Spec | None = None, plot: str | Pat
         raise UserError("--plot needs a reference set to compare with (--reference)")
     smp = load_set(samples, None, melody)
     if not smp:
-        raise UserError(f"{smp.source}: no usable melody among the samples")
+        why = "; ".join(f"{n}: {r}" for n, r in smp.skipped[:3])
+        raise UserError(f"{smp.source}: no usable melody among the samples" + (f" ({why})" if why else ""))
     ref = load_set(reference, None, melody) if reference is not None else None
     if ref is not None and not ref:
         raise UserError(f"{ref.source}: the reference holds no melody")

@@ -466,3 +466,25 @@ def test_meter_changes_in_bars():
     assert meter_changes(_score_with_signatures([(0, 4, 4), (TPQ, 3, 4), (2 * TPQ, 2, 4)])) == [(1, 4, 4), (2, 2, 4)]
     assert meter_changes(_score_with_signatures([(0, 2, 4), (4 * TPQ, 2, 4)])) == [(1, 2, 4)]  # no change
     assert meter_changes(_score_with_signatures([(4 * TPQ, 3, 4)])) == [(1, 4, 4), (2, 3, 4)]
+
+
+def test_scoring_commands_take_the_track_named(tmp_path, capsys):
+    from conftest import pop_song
+    from melodylm.cli import main
+    from melodylm.melody_sets import load_set
+
+    pop_song(tmp_path / "smp" / "a.mid")
+    pop_song(tmp_path / "ref" / "b.mid")
+    assert [len(it.notes) for it in load_set(tmp_path / "smp", melody="track:lead vocal")] == [32]
+    assert [len(it.notes) for it in load_set(tmp_path / "smp", melody="track:BASS")] == [40]
+    smp, ref = str(tmp_path / "smp"), str(tmp_path / "ref")
+    for argv in (["bleu", smp, "--reference", ref], ["copies", smp, "--reference", ref], ["metrics", smp]):
+        assert main([*argv, "--melody", "track:Bass", "--json"]) == 0, argv
+        capsys.readouterr()
+        assert main([*argv, "--melody", "track:sax"]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("melodylm: error:")]
+        assert len(errors) == 1 and "no track is named 'sax'; tracks: track:0 'Drums'" in errors[0]
+        assert main([*argv, "--melody", "top"]) == 2
+        assert "--melody 'top': use auto, skyline, all, track:N" in capsys.readouterr().err
+    copies = main(["copies", smp, "--reference", ref, "--melody", "track:bass", "--json"])
+    assert copies == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])["longest"]["notes"] == 40

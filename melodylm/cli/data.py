@@ -53,7 +53,8 @@ def register_tokenize(sub):
     p.add_argument("-o", "--out", default=None, help="dataset folder (default: data/default)")
     p.add_argument("--scheme", default="REMI",
                    help="miditok tokenization: REMI, TSD, MIDILike, Structured (default REMI)")
-    p.add_argument("--melody", default="auto", help="auto | skyline | track:N | all (default auto)")
+    p.add_argument("--melody", default="auto",
+                   help="auto | skyline | all | track:N | track:NAME (default auto; `melodylm inspect` lists tracks)")
     p.add_argument("--velocities", action="store_true", help="keep note velocities as tokens")
     p.add_argument("--split", default="0.9,0.05,0.05", help="train,val,test fractions (default 0.9,0.05,0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")

@@ -30,7 +30,8 @@ def _add_sets(p: argparse.ArgumentParser, samples_help: str, reference_help: str
     """The flags every scoring command has: the samples, the reference, the melody choice and --json."""
     p.add_argument("samples", nargs="?", default=None, metavar="SAMPLES", help=samples_help)
     p.add_argument("--reference", default=None, metavar="REF", help=reference_help)
-    p.add_argument("--melody", default="auto", help="how to read MIDI melodies: auto | skyline | track:N | all")
+    p.add_argument("--melody", default="auto",
+                   help="how to read MIDI melodies: auto | skyline | all | track:N | track:NAME")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON (last line of stdout)")
 
 
