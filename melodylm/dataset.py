@@ -40,6 +40,7 @@ from melodylm.errors import DataError, UserError
 from melodylm.infill import FIM_RATE
 from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, check_melody_mode, load_melody, transpose
 from melodylm.outputs import check_out_dir, publish_dir, staging_dir
+from melodylm.resources import BUNDLED, corpus_dir
 from melodylm.sequences import (fim_cut, head_for, parse_control_kinds, select_controls, tune_rng, write_fim,
                                 write_split)
 from melodylm.tokenizer import SCHEMES, SUBWORDS, MelodyTokenizer, TokenizerSettings
@@ -49,8 +50,8 @@ MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 INDEX_DTYPE = np.dtype([("start", "<i8"), ("length", "<i4"), ("n_notes", "<i4"),
                         ("source", "<i4"), ("transpose", "<i2")])
 DATASET_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = REPO_ROOT / "corpora" / "oneills1850"
+# The embedded corpus: package data in an installed wheel, corpora/ of the checkout from source.
+DEFAULT_CORPUS = corpus_dir() or BUNDLED / "corpora" / "oneills1850"
 DEFAULT_DATA_DIR = Path("data") / "default"
 FILE_TIMEOUT_S = 300  # seconds one file may take in a worker before it is recorded as failed
 
@@ -80,8 +81,12 @@ class TokenizeConfig:
     # by training in place of the plain tune; 0 = no infilling. infill.FIM_RATE explains the default.
     fim_rate: float = FIM_RATE
     force: bool = False
+    tokenizer: str = ""  # reuse the tokenizer of a checkpoint, run, dataset or HF export; "" = a new one
 
     def validate(self) -> None:
+        if self.tokenizer and (self.scheme != "REMI" or self.velocities or self.subword != "none"):
+            raise UserError("--tokenizer takes the scheme, velocities and subwords from its source: "
+                            "drop --scheme, --velocities and --subword")
         if self.scheme not in SCHEMES:
             raise UserError(f"--scheme {self.scheme!r} is not supported; choose one of {', '.join(SCHEMES)}")
         check_melody_mode(self.melody)
@@ -286,9 +291,11 @@ def tokenize_files(files: list[str], tokenizer: MelodyTokenizer, melody: str = "
 def tokenize(cfg: TokenizeConfig, progress: bool = True) -> dict:
     """Build a token dataset from MIDI files (see module docstring). Returns the summary."""
     cfg.validate()
-    inputs = cfg.inputs or [str(DEFAULT_CORPUS)]
-    if not cfg.inputs and not DEFAULT_CORPUS.is_dir():
-        raise UserError(f"the embedded corpus {DEFAULT_CORPUS} is missing: pass MIDI files or folders")
+    corpus = corpus_dir()  # looked up now: package data, else the checkout's corpora/
+    inputs = cfg.inputs or [str(corpus)]
+    if not cfg.inputs and corpus is None:
+        raise UserError("the embedded corpus (corpora/oneills1850) is missing from this install: "
+                        "pass MIDI files or folders")
     _refuse_scores(inputs)
     files = find_midi_files(inputs)
     if not files:
@@ -410,7 +417,14 @@ def _process_isolated(path: str, init_args):
 
 def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> dict:
     t0 = time.time()
-    tok = MelodyTokenizer(TokenizerSettings(scheme=cfg.scheme, use_velocities=cfg.velocities))
+    if cfg.tokenizer:  # reused as it is: vocabulary, subwords and extras; heads only where it has them
+        from melodylm.tokenizer_source import load_tokenizer
+
+        tok = load_tokenizer(cfg.tokenizer)
+        cfg = replace(cfg, controls=cfg.controls if tok.has_controls else "none",
+                      fim_rate=cfg.fim_rate if tok.has_infill else 0.0)
+    else:
+        tok = MelodyTokenizer(TokenizerSettings(scheme=cfg.scheme, use_velocities=cfg.velocities))
     kinds = parse_control_kinds(cfg.controls)
     records: list[dict] = []
     per_split: dict[str, list[_Seq]] = {s: [] for s in SPLITS}
@@ -435,7 +449,7 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         raise UserError(f"no usable tune among {len(files)} file(s) ({why})")
     if cfg.subword != "none":
         tok.train_subwords((sq.ids for sq in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
-    if kinds or cfg.fim_rate > 0:  # extras after the pieces; values seen in training, copies included
+    if not cfg.tokenizer and (kinds or cfg.fim_rate > 0):  # extras after the pieces; values seen in training
         tok.set_extra([select_controls(sq.controls, kinds) for sq in per_split["train"]], sentinels=cfg.fim_rate > 0)
     tok.save(tmp / "tokenizer.json")
     dtype = np.uint16 if tok.vocab_size < 2**16 else np.uint32

@@ -239,7 +239,7 @@ def _is_dataset(path) -> bool:
     return (Path(path) / "tokenizer.json").is_file()
 
 
-def evaluate(checkpoint: str | Path, data_dir: str | Path | list | None = None, split: str = "test",
+def evaluate(checkpoint: str | Path | None, data_dir: str | Path | list | None = None, split: str = "test",
              device: str = "auto", baseline_order: int = 5, progress: bool = True,
              infill: str | tuple[int, int] | None = None) -> dict:
     """Score a checkpoint on a dataset split, or on MIDI files or folders; returns the metrics.
@@ -248,9 +248,15 @@ def evaluate(checkpoint: str | Path, data_dir: str | Path | list | None = None, 
     folders (one path or a list), tokenized with the checkpoint's own tokenizer; the n-gram
     baseline needs a dataset's training split and is left out for MIDI files. ``infill``: bars
     ``"A:B"`` also scored given both sides and given the left side only (:func:`infill_scores`).
+    ``checkpoint=None`` takes the newest ``./checkpoints/*/best.pt``, else the shipped model.
     """
     from melodylm.device import pick_device
     from melodylm.infill import parse_span
+    from melodylm.resources import find_default_checkpoint
+
+    checkpoint = checkpoint or find_default_checkpoint()
+    if checkpoint is None:
+        raise UserError("no checkpoint: train one (`melodylm train`) or pass CKPT")
 
     span = parse_span(infill, "--infill") if isinstance(infill, str) else infill
     dev = pick_device(device)

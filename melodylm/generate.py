@@ -32,6 +32,8 @@ import torch
 
 from melodylm.errors import UserError
 from melodylm.midi import bar_start  # noqa: F401  (re-exported: prompts are cut at bar lines)
+# re-exported: the default model of sample (the newest ./checkpoints run, else the shipped model)
+from melodylm.resources import find_default_checkpoint  # noqa: F401
 from melodylm.sampling import GeneratedIds, generate_ids
 from melodylm.tokenizer.grammar import Grammar
 
@@ -505,24 +507,6 @@ def write_samples(samples: list[GeneratedMelody], out_dir: str | Path, plot: boo
             save_pianoroll(s.score, mid.with_suffix(".png"), split_beat=split, title=signature(s))
         paths.append(mid)
     return paths
-
-
-# Where a shipped model lives: <repository>/checkpoints/pretrained/model.pt.
-REPO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def find_default_checkpoint(cwd: str | Path | None = None) -> Path | None:
-    """The shipped model (``checkpoints/pretrained/model.pt`` of the repository, or of the current
-    folder), else the newest run under ``./checkpoints`` with a ``best.pt``, else ``None``."""
-    cwd = Path(cwd or Path.cwd())
-    for root in (REPO_CHECKPOINTS, cwd / "checkpoints"):
-        shipped = root / "pretrained" / "model.pt"
-        if shipped.is_file():
-            return shipped
-    runs = [p for p in (cwd / "checkpoints").glob("*/best.pt") if p.is_file()]
-    if not runs:
-        return None
-    return max(runs, key=lambda p: (p.stat().st_mtime, str(p)))
 
 
 __all__ = ["GeneratedMelody", "Prompt", "bar_start", "build_sample", "find_default_checkpoint", "generate",

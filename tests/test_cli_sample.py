@@ -153,7 +153,10 @@ def test_non_empty_out_dir_needs_force(checkpoint, tmp_path, capsys) -> None:
 def test_default_checkpoint_and_out_dir(checkpoint, tmp_path, capsys, monkeypatch) -> None:
     import shutil
 
-    monkeypatch.setattr(gen_module, "REPO_CHECKPOINTS", tmp_path / "nowhere")
+    from melodylm import resources
+
+    monkeypatch.setattr(resources, "BUNDLED", tmp_path / "nowhere")
+    monkeypatch.setattr(resources, "REPO_ROOT", tmp_path / "nowhere")
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "--max-tokens", "10")
     assert code == 2 and "--checkpoint" in err and len(err.strip().splitlines()) == 1
@@ -170,10 +173,13 @@ def test_default_checkpoint_and_out_dir(checkpoint, tmp_path, capsys, monkeypatc
     assert Path(summary["out_dir"]).name.startswith("new-run-")
     side = json.loads(Path(summary["files"][0]).with_suffix(".json").read_text())
     assert Path(side["checkpoint"]).parent.name == "new-run"
-    # the shipped model wins over any run
-    shipped = tmp_path / "checkpoints" / "pretrained"
-    shipped.mkdir()
+    # the run just trained wins over the shipped model (issue 11, item 6); without runs, the shipped one
+    shipped = tmp_path / "repo" / "checkpoints" / "pretrained"
+    shipped.mkdir(parents=True)
     shutil.copy(checkpoint / "best.pt", shipped / "model.pt")
+    monkeypatch.setattr(resources, "REPO_ROOT", tmp_path / "repo")
+    assert gen_module.find_default_checkpoint().resolve() == (tmp_path / "checkpoints" / "new-run" / "best.pt").resolve()
+    shutil.rmtree(tmp_path / "checkpoints")
     assert gen_module.find_default_checkpoint().resolve() == (shipped / "model.pt").resolve()
 
 

@@ -77,6 +77,9 @@ def register_tokenize(sub):
     p.add_argument("--max-beats", type=int, default=None, help="skip melodies longer than this (default 20000)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 16)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset folder")
+    p.add_argument("--tokenizer", default="", metavar="CKPT",
+                   help="reuse the tokenizer of a checkpoint, run, dataset or Hugging Face export (so that "
+                        "model can be evaluated or fine-tuned on the new files)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -98,7 +101,7 @@ def run_tokenize(args) -> int:
         max_beats=MAX_BEATS if args.max_beats is None else args.max_beats,
         max_file_mb=MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb, force=args.force,
         controls=args.controls, styles=parse_style_args(args.style),
-        fim_rate=FIM_RATE if args.fim_rate is None else args.fim_rate,
+        fim_rate=FIM_RATE if args.fim_rate is None else args.fim_rate, tokenizer=args.tokenizer,
     )
     s = tokenize(cfg, progress=not args.no_progress)
     why = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))

@@ -12,8 +12,8 @@ def register_sample(sub):
                     "melodylm sample --prompt tune.mid --prompt-bars 4 --max-bars 8 --n 4 --seed 1 --plot "
                     "-o samples/mine")
     p.add_argument("--checkpoint", default=None, metavar="CKPT",
-                   help="checkpoint file or run folder (default: checkpoints/pretrained/model.pt, else the newest "
-                        "./checkpoints/*/best.pt)")
+                   help="checkpoint file or run folder (default: the newest ./checkpoints/*/best.pt, else the "
+                        "shipped model)")
     p.add_argument("--prompt", default=None, metavar="MIDI", help="MIDI file to continue (default: start from nothing)")
     p.add_argument("-o", "--out", default=None, metavar="OUT_DIR",
                    help="output folder (default: samples/<run>-<date>-<time>); must be empty unless --force")

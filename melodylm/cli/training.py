@@ -86,7 +86,9 @@ def run_train(args) -> int:
 def register_evaluate(sub):
     p = add_command(sub, "evaluate", "score a checkpoint on a split: bits per note beside a 5-gram baseline",
                     "melodylm evaluate checkpoints/gpt-small/best.pt data/default --split test --json")
-    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint file or run folder (default: the newest ./checkpoints/*/best.pt, else the "
+                        "shipped model)")
     p.add_argument("data_dir", nargs="*", default=None, metavar="DATA",
                    help="dataset folder (default: the one it was trained on), or MIDI files and folders, "
                         "tokenized with the checkpoint's tokenizer")
