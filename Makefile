@@ -16,11 +16,11 @@ STAMP := $(VENV)/.melodylm-installed
 # no Linux wheel, needs PortAudio headers to build); rendering to WAV does not import it.
 TINYSOUNDFONT_SPEC ?= tinysoundfont>=0.3.7,<0.4
 
-.PHONY: install demo test test-fast bench bench-quality pretrained help browser
+.PHONY: install demo test test-fast test-wheel bench bench-quality pretrained help browser
 
 help:
 	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
-	@echo "make test   - install, then run the test suite"
+	@echo "make test   - install, then run the test suite and the wheel smoke test"
 	@echo "make test-fast - the suite without the slow end-to-end tests (under a minute on 2 cores)"
 	@echo "make bench  - run the side-by-side benchmarks (see BENCHMARKS.md)"
 
@@ -51,6 +51,15 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -p no:cacheprovider
+	$(MAKE) test-wheel
+
+test-fast: install
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"
+
+# Build the wheel, install it into a fresh venv (torch linked, not reinstalled), run the card's
+# commands on the defaults from an empty temporary folder.
+test-wheel: install
+	PYTHON=$(BIN)/python .ci/wheel-smoke.sh
 
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
