@@ -17,7 +17,7 @@ import sys
 from typing import Callable, NamedTuple
 
 from melodylm import __version__
-from melodylm.cli import data, demo, inspect_cmd, package, render_cmd, sample, scores, training
+from melodylm.cli import data, demo, inspect_cmd, package, render_cmd, sample, scores, serve_cmd, training
 from melodylm.cli.common import Formatter, Parser
 from melodylm.errors import UserError
 
@@ -44,6 +44,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": _command(training, "evaluate"),
     "sample": _command(sample, "sample"),
     "render": _command(render_cmd, "render"),
+    "serve": _command(serve_cmd, "serve"),
     "bleu": _command(scores, "bleu"),
     "copies": _command(scores, "copies"),
     "metrics": _command(scores, "metrics"),

@@ -7,6 +7,7 @@
 
 import asyncio
 import contextlib
+import errno
 import tempfile
 import threading
 from importlib import resources
@@ -255,19 +256,54 @@ async def _sample(request, pg: Playground, queue: GenerationQueue, store: FileSt
     return await asyncio.wrap_future(fut)
 
 
+def bind(host: str, port: int):
+    """A listening TCP socket on ``host:port`` (port 0: any free one), or a one-line :class:`UserError`.
+
+    Bound here rather than by uvicorn, so the printed URL carries the real port and a port in
+    use is one line naming ``--port`` instead of a log record and exit code 1.
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        why = "is in use (pick another --port, or 0 for any free one)" if e.errno == errno.EADDRINUSE else \
+            f"cannot be opened: {e.strerror or e}"
+        raise UserError(f"--host {host} --port {port}: {why}") from None
+    return sock
+
+
 def serve(checkpoint: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
           out_dir: str | Path | None = None, limits: Limits | None = None, device: str = "cpu",
           log_level: str = "warning", **options) -> None:
     """Run the playground under uvicorn and print its URL; blocks until interrupted.
 
-    ``options`` go to :func:`create_app` (``corpus``, ``render``, ``program``, ``cwd``).
+    ``port`` 0 takes any free port (the printed URL has it). ``options`` go to :func:`create_app`
+    (``corpus``, ``render``, ``program``, ``cwd``).
     """
     from melodylm.extras import require
 
     _need_web()
     uvicorn = require("uvicorn", "serve", "the playground")
     app = create_app(checkpoint, out_dir=out_dir, limits=limits, device=device, **options)
+    sock = bind(host, port)
+    real_port = sock.getsockname()[1]
     pg = app.state.playground
     default = next(iter(pg.checkpoints), None)
-    print(f"melodylm playground: http://{host}:{port}/  (checkpoint {default or 'none'}; Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"melodylm playground: http://{shown}:{real_port}/  (checkpoint {default or 'none'}; Ctrl+C stops)",
+          flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=real_port, log_level=log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
