@@ -467,9 +467,12 @@ class Grammar:
 
     def time_signature_mask(self, ts_base_id: int) -> torch.Tensor:
         """``(V,)`` mask of the ids holding no TimeSig token other than base id ``ts_base_id``."""
-        b = self.seq.clamp_min(0)
-        is_ts = (self.seq >= 0) & (self.btype_t[b] == self.T["TimeSig"])
-        return ~(is_ts & (self.seq != int(ts_base_id))).any(dim=1)
+        cache = self.__dict__.setdefault("_ts_masks", {})  # asked at every step of a middle
+        if int(ts_base_id) not in cache:
+            b = self.seq.clamp_min(0)
+            is_ts = (self.seq >= 0) & (self.btype_t[b] == self.T["TimeSig"])
+            cache[int(ts_base_id)] = ~(is_ts & (self.seq != int(ts_base_id))).any(dim=1)
+        return cache[int(ts_base_id)]
 
     def new_bars(self, st: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bars begun since the prompt (REMI), per sequence."""
