@@ -276,7 +276,8 @@ def evaluate(checkpoint: str | Path | None, data_dir: str | Path | list | None =
             if not Path(p).exists():
                 raise UserError(f"DATA {p} not found: give a dataset folder, MIDI files or folders of them")
         tunes, left_out = midi_tunes(paths, tok)
-        label, split = ", ".join(map(str, paths)), "midi"
+        label = ", ".join(map(str, paths)) if len(paths) <= 2 else f"{paths[0]} and {len(paths) - 1} more"
+        split = "midi"
     res = score_tunes(model, tunes, dev, token_kind_shares(tok), progress)
     res.update(split=split, arch=architecture(ckpt), checkpoint=checkpoint_path(ckpt), data_dir=label)
     if left_out:
