@@ -74,9 +74,10 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     prompt = out / "prompt.mid"
     shutil.copyfile(source, prompt)
     samples_dir = out / "samples"
+    media = _can_render()
     sample_summary = sample_to_folder(SampleJob(
         checkpoint=str(ckpt), prompt=str(prompt), out_dir=str(samples_dir), n=n_samples, max_bars=8, seed=seed,
-        top_p=0.95, prompt_bars=4, plot=True, force=True))
+        top_p=0.95, prompt_bars=4, plot=True, audio=media, score=media, force=True))
     timings["sample"] = time.time() - t
 
     t = _step(5, total, "score: BLEU with baselines, copy detection, music metrics")
@@ -98,11 +99,40 @@ def run_demo(out_dir: str | Path = "demo", train_seconds: float = 240.0, n_sampl
     return report
 
 
+def _can_render() -> bool:
+    """Whether audio and sheet music can be made here; if not, say once which extra to install."""
+    from melodylm.outputs import check_render_options
+    from melodylm.extras import MissingExtraError
+
+    try:
+        check_render_options(audio=True, score=True)
+    except MissingExtraError as e:
+        print(f"  note: the report will have piano rolls only: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def _sample_lines(out: Path, mid: Path, png: Path) -> list[str]:
+    """One sample in the report: its piano roll beside its sheet music, and a player for its audio."""
+    rel = mid.relative_to(out).with_suffix("")
+    svg, wav = mid.with_suffix(".svg"), mid.with_suffix(".wav")
+    lines = [f"### {mid.name}", ""]
+    if svg.exists():
+        lines += ["| piano roll | sheet music |", "|---|---|",
+                  f"| ![piano roll]({png.relative_to(out)}) | ![sheet music]({rel}.svg) |", ""]
+    else:
+        lines += [f"![{mid.name}]({png.relative_to(out)})", ""]
+    if wav.exists():
+        # An <audio> player where the viewer allows HTML, and a plain link where it does not.
+        lines += [f'<audio controls src="{rel}.wav"></audio> [listen: {wav.name}]({rel}.wav)', ""]
+    return lines
+
+
 def _report_lines(out: Path, n_samples: int, results: dict, timings: dict[str, float]) -> list[str]:
     """The lines of ``report.md`` from each step's result; draws a missing piano roll for each sample first."""
     import symusic
 
-    from melodylm.plot import save_pianoroll
+    from melodylm.render.pianoroll import save_pianoroll
 
     tsum, summary, ev = results["tokenize"], results["train"], results["evaluate"]
     bleu, copies, metrics = results["bleu"], results["copies"], results["metrics"]
@@ -114,7 +144,7 @@ def _report_lines(out: Path, n_samples: int, results: dict, timings: dict[str, f
         png = Path(f).with_suffix(".png")
         if not png.exists():
             side = json.loads(Path(f).with_suffix(".json").read_text())
-            save_pianoroll(symusic.Score(f), png, split_beat=side.get("continuation_start_beat"))
+            save_pianoroll(symusic.Score(f), png, side.get("split_tick"), title=Path(f).stem)
         pictures.append(png)
     lines = [
         f"# melodylm demo report (melodylm {__version__})",
@@ -140,7 +170,7 @@ def _report_lines(out: Path, n_samples: int, results: dict, timings: dict[str, f
         "",
     ]
     for f, png in zip(files, pictures):
-        lines += [f"![{Path(f).name}]({png.relative_to(out)})", ""]
+        lines += _sample_lines(out, Path(f), png)
     b = bleu["baselines"]
     lines += [
         "## BLEU against the training split, with baselines",

@@ -169,6 +169,9 @@ class GeneratedMelody:
     notes_before_start: int  # the model's notes that start before it (under the prompt's last note)
     stop: str  # eos | max_tokens | max_notes | max_bars
     info: dict = field(default_factory=dict)  # signature: checkpoint, flags, prompt, versions
+    # Ticks of ``score`` where the model's first note starts (None without a prompt): pictures and sheet
+    # music colour notes from here on as the model's, also those that start under the prompt's last note.
+    split_tick: int | None = None
 
 
 def _note_rows(score) -> list[tuple[int, int, int]]:
@@ -191,6 +194,7 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
                  keep_prompt: bool = True) -> GeneratedMelody:
     """Decode one sequence: the MIDI score, its note counts, errors and where the continuation starts."""
     from melodylm.midi import bar_start_before, crop_from
+    from melodylm.render.meta import copy_meta
 
     new_base = tokenizer.decode_ids(sampled.ids)
     p_base = prompt.base_ids if prompt is not None else np.zeros(0, dtype=np.int64)
@@ -201,7 +205,7 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
     invalid = grammar.errors(full) - (grammar.errors(p_base) if len(p_base) else 0)
     invalid = max(0, invalid)
     tpq = int(score.ticks_per_quarter)
-    start_tick, early = 0, 0
+    start_tick, early, split_tick = 0, 0, None
     if prompt is not None:
         # The continuation's notes are those of the whole decoded minus those of the prompt alone.
         p_notes = _note_rows(_finish_score(tokenizer, p_base, tempo, ts))
@@ -214,11 +218,15 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
             else:
                 new.append(r)
         early = sum(1 for t, _, _ in new if t < start_tick)
+        # The decoder writes no title or key signature: a prompt in two flats came back in none.
+        score = copy_meta(prompt.score, score, start_tick)
+        first = min((t for t, _, _ in new), default=start_tick)
+        split_tick = int(first)
         if not keep_prompt:
-            first = min((t for t, _, _ in new), default=start_tick)
             shift = bar_start_before(score, min(start_tick, first))
             score, _ = crop_from(score, np.array(new, dtype=np.int64).reshape(-1, 3), min(start_tick, first))
             start_tick -= shift
+            split_tick -= shift
             full = new_base
     n_notes = sum(len(tr.notes) for tr in score.tracks)
     new_base_n = len(new_base)
@@ -227,6 +235,7 @@ def build_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prompt: Pro
         new_notes=int(tokenizer.count_notes(new_base)), new_tokens=int(len(sampled.ids)),
         invalid_tokens=int(invalid), invalid_share=round(invalid / new_base_n, 6) if new_base_n else 0.0,
         continuation_start_beat=round(start_tick / tpq, 6), notes_before_start=int(early), stop=sampled.stop,
+        split_tick=split_tick,
     )
 
 
@@ -480,11 +489,14 @@ def signature(sample: GeneratedMelody) -> str:
 
 
 def write_samples(samples: list[GeneratedMelody], out_dir: str | Path, plot: bool = False, stem: str = "sample",
-                  extra: dict | None = None) -> list[Path]:
-    """Write ``<stem>_NNN.mid`` and a JSON sidecar (``.json``) per sample, and a piano roll with ``plot``.
+                  extra: dict | None = None, audio: bool = False, score: bool = False,
+                  program: int = 0) -> list[Path]:
+    """Write ``<stem>_NNN.mid`` and a JSON sidecar (``.json``) per sample, and what is asked beside it.
 
     The sidecar holds the signature (checkpoint and hash, options, seed, version, prompt) and
     the sample's numbers, ``continuation_start_beat`` included. ``extra`` is merged into it.
+    ``plot``: a piano roll (``.png``); ``audio``: a WAV played by General MIDI ``program``;
+    ``score``: sheet music (``.svg`` and ``.musicxml``), the continuation marked where it starts.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,17 +509,49 @@ def write_samples(samples: list[GeneratedMelody], out_dir: str | Path, plot: boo
             "file": mid.name, "n_notes": s.n_notes, "new_notes": s.new_notes, "new_tokens": s.new_tokens,
             "invalid_tokens": s.invalid_tokens, "invalid_share": s.invalid_share,
             "continuation_start_beat": s.continuation_start_beat, "notes_before_start": s.notes_before_start,
-            "stop": s.stop,
+            "stop": s.stop, "split_tick": sample_split_tick(s),
         }
         mid.with_suffix(".json").write_text(json.dumps(side, indent=1, default=str) + "\n")
-        if plot:
-            from melodylm.plot import save_pianoroll
-
-            split = s.continuation_start_beat if s.info.get("prompt") else None
-            save_pianoroll(s.score, mid.with_suffix(".png"), split_beat=split, title=signature(s))
+        render_sample(s, mid, plot, audio, score, program)
         paths.append(mid)
     return paths
 
 
+def sample_split_tick(sample: GeneratedMelody) -> int | None:
+    """Ticks of ``sample.score`` where the model's notes begin; ``None`` for a sample made from nothing."""
+    if sample.split_tick is not None:
+        return int(sample.split_tick)
+    if not sample.info.get("prompt"):
+        return None
+    return round(sample.continuation_start_beat * int(sample.score.ticks_per_quarter))
+
+
+def render_sample(sample: GeneratedMelody, mid: Path, plot: bool = False, audio: bool = False,
+                  score: bool = False, program: int = 0) -> dict[str, Path]:
+    """The piano roll (``plot``), WAV (``audio``) and sheet music (``score``) of one sample beside ``mid``.
+
+    Returns {format: path}. Needs the ``render`` extra for audio and sheet music
+    (:class:`melodylm.render.MissingExtraError` names it).
+    """
+    split = sample_split_tick(sample)
+    out: dict[str, Path] = {}
+    if plot:
+        from melodylm.render.pianoroll import save_pianoroll
+
+        # The signature is too long for a picture of a short tune: the name, seed and prompt say enough.
+        p, seed = sample.info.get("prompt"), sample.info.get("options", {}).get("seed")
+        made = f"prompt {Path(p['file']).name}{' ' + p['cut'] if p.get('cut') else ''}" if p else "from nothing"
+        out["png"] = save_pianoroll(sample.score, mid.with_suffix(".png"), split,
+                                    title=f"{mid.stem} | seed {seed} | {made}", single_label="generated")
+    formats = (("wav",) if audio else ()) + (("svg", "musicxml") if score else ())
+    if formats:
+        from melodylm.render import render_score
+
+        # Without a prompt the decoder names the track after its instrument: the file's name is the better title.
+        title = None if sample.info.get("prompt") else mid.stem
+        out.update(render_score(sample.score, mid.parent, mid.stem, formats, program, split_tick=split, title=title))
+    return out
+
+
 __all__ = ["GeneratedMelody", "Prompt", "bar_start", "build_sample", "find_default_checkpoint", "generate",
-           "load_prompt", "signature", "validate_options", "write_samples"]
+           "load_prompt", "render_sample", "sample_split_tick", "signature", "validate_options", "write_samples"]

@@ -18,7 +18,8 @@ from pathlib import Path
 from melodylm.errors import UserError
 
 SAMPLES_ROOT = Path("samples")  # default parent of sample folders, relative to the current folder
-SAMPLE_SUFFIXES = (".mid", ".json", ".png")  # what writing a sample leaves: MIDI, sidecar, piano roll
+# What writing a sample leaves: MIDI, sidecar, piano roll, audio, sheet music.
+SAMPLE_SUFFIXES = (".mid", ".json", ".png", ".wav", ".svg", ".musicxml")
 
 
 def check_out_dir(out: str | Path, force: bool,
@@ -87,7 +88,7 @@ def default_samples_dir(checkpoint: str | Path, root: str | Path = SAMPLES_ROOT,
 
 
 def clear_samples(out: str | Path, stem: str = "sample") -> list[Path]:
-    """Delete the files an earlier batch of samples left in ``out`` (``<stem>_NNN.mid/.json/.png``).
+    """Delete the files an earlier batch of samples left in ``out`` (``<stem>_NNN`` + :data:`SAMPLE_SUFFIXES`).
 
     Other files in the folder stay. Returns the deleted paths.
     """
@@ -123,6 +124,9 @@ class SampleJob:
     prompt_start_bar: int | None = None  # the prompt's file bar (from 1) to begin at
     device: str = "auto"
     plot: bool = False  # also a piano-roll PNG per sample
+    audio: bool = False  # also a WAV per sample (the render extra)
+    score: bool = False  # also sheet music per sample: SVG and MusicXML (the render extra)
+    program: int = 0  # General MIDI instrument of the WAV (0 = piano)
     force: bool = False  # write into a non-empty out_dir, replacing the samples there
     flags: dict = field(default_factory=dict)  # the command line as given, kept in every sidecar
     fill: str | None = None  # bars "A:B" of the prompt to write anew
@@ -131,8 +135,29 @@ class SampleJob:
     style: str | None = None
 
 
+def check_render_options(plot: bool = False, audio: bool = False, score: bool = False, program: int = 0) -> None:
+    """Before the model runs: a bad ``--program`` or a missing engine for ``--plot/--audio/--score`` is one line.
+
+    The engines' imports are only looked up (nothing heavy loads); a missing one raises
+    :class:`melodylm.render.MissingExtraError` naming what to install.
+    """
+    from melodylm.extras import require
+
+    if not 0 <= int(program) <= 127:
+        raise UserError(f"--program {program}: must be a General MIDI program 0..127 (0 = piano)")
+    if plot:
+        require("matplotlib", "render", "--plot (piano rolls)")
+    if audio:
+        from melodylm.render.audio import find_soundfont
+
+        require("tinysoundfont", "render", "--audio (wav)")
+        find_soundfont()
+    if score:
+        require("verovio", "render", "--score (sheet music)")
+
+
 def sample_to_folder(job: SampleJob) -> dict:
-    """Generate ``job.n`` samples and write them (MIDI, JSON sidecar, optional PNG) into one folder.
+    """Generate ``job.n`` samples and write them (MIDI, JSON sidecar; PNG, WAV, SVG if asked) into one folder.
 
     Everything a user can get wrong is checked before the model runs, the output folder
     included. With ``force``, the samples an earlier batch left there are deleted first (other
@@ -151,6 +176,7 @@ def sample_to_folder(job: SampleJob) -> dict:
         raise UserError("no checkpoint: train one (`melodylm train`) or pass --checkpoint CKPT")
     if job.prompt is None and (job.prompt_bars or job.prompt_notes or job.prompt_start_bar):
         raise UserError("--prompt-bars/--prompt-notes/--prompt-start-bar need --prompt MIDI")
+    check_render_options(job.plot, job.audio, job.score, job.program)
     if job.out_dir is not None:
         check_out_dir(job.out_dir, job.force, fix="use --force")
     samples = generate(ckpt, job.prompt, job.n, max_tokens=job.max_tokens, max_notes=job.max_notes,
@@ -166,7 +192,8 @@ def sample_to_folder(job: SampleJob) -> dict:
         out = Path(job.out_dir)
         if job.force and out.is_dir():
             clear_samples(out)
-    files = write_samples(samples, out, plot=job.plot, extra={"flags": job.flags})
+    files = write_samples(samples, out, plot=job.plot, extra={"flags": job.flags}, audio=job.audio, score=job.score,
+                          program=job.program)
     prompt = info.get("prompt") or {}
     return {
         "files": [str(f) for f in files], "n_notes": [s.n_notes for s in samples],

@@ -2,6 +2,12 @@
 
 Recorded before the package was reorganised; a refactor must leave them unchanged. A deliberate change to
 what a sample file holds (for example a new meta event) updates the hashes in the same commit, saying why.
+
+Changed once, deliberately: a sample continuing a prompt now keeps the prompt's key signature and title
+(issue 12). The ``from_prompt`` files gained the prompt's key signature (two flats, G minor) and its track
+name "The Enchanted Valley" in place of "Acoustic Grand Piano"; decoded, their notes, tempo and time
+signatures (the model's 2/2 at the end of the prompt included) are the same as before. ``from_nothing``
+has no prompt and did not change.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ PROMPT = REPO / "corpora" / "oneills1850" / "0001-0050_0001.mid"
 
 GOLDEN = {
     "from_nothing": {"sample_000.mid": "93ff54c00f7a7d7c", "sample_001.mid": "9648576d8f716ff7"},
-    "from_prompt": {"sample_000.mid": "8642e854e2d8bf2b", "sample_001.mid": "395f1f7178e0d7cc"},
+    "from_prompt": {"sample_000.mid": "b00c118287628343", "sample_001.mid": "dbcc304bb543b798"},
 }
 
 

@@ -50,6 +50,10 @@ def register_sample(sub):
                    help="sample any token, even where the grammar forbids it (research; files may lose notes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--plot", action="store_true", help="also write a piano-roll PNG per sample")
+    p.add_argument("--audio", action="store_true", help="also write a WAV per sample (SoundFont synthesizer)")
+    p.add_argument("--score", action="store_true", help="also write sheet music per sample: SVG and MusicXML")
+    p.add_argument("--program", type=int, default=0, metavar="N",
+                   help="General MIDI instrument of --audio, 0..127 (default 0, piano; 40 violin, 73 flute)")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR (replaces earlier samples)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     return p
@@ -65,7 +69,8 @@ def run_sample(args) -> int:
         top_p=args.top_p, seed=args.seed, constrain=not args.no_constraint, keep_prompt=args.keep_prompt,
         melody=args.melody, prompt_bars=args.prompt_bars, prompt_notes=args.prompt_notes,
         prompt_start_bar=args.prompt_start_bar, device=args.device,
-        plot=args.plot, force=args.force, flags=flags, fill=args.fill, key=args.key, meter=args.meter,
+        plot=args.plot, audio=args.audio, score=args.score, program=args.program,
+        force=args.force, flags=flags, fill=args.fill, key=args.key, meter=args.meter,
         style=args.style))
     if r["dropped_pitches"]:
         d = r["dropped_pitches"]

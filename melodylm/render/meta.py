@@ -11,8 +11,9 @@ def copy_meta(prompt_score, sample_score, split_tick: int | None = None):
     """A copy of ``sample_score`` carrying the prompt's title, key signatures, tempos and meter.
 
     Times are scaled from the prompt's resolution to the sample's. The prompt's events replace
-    the sample's up to ``split_tick`` (sample ticks; default: where the prompt's notes end);
-    the sample's own events after it are kept, so a change the model made later survives.
+    the sample's before ``split_tick`` (sample ticks; default: where the prompt's notes end);
+    the sample's own events from it on are kept, so a change the model made survives, also one
+    on the bar line where the prompt ends (a model's 2/2 there was lost when it was not).
     Track names (the title a MIDI file carries) and programs are copied track by track.
     """
     import symusic
@@ -24,8 +25,8 @@ def copy_meta(prompt_score, sample_score, split_tick: int | None = None):
         split_tick = round(max(ends, default=0) * scale)
 
     def merged(prompt_events, sample_events, make):
-        mine = [make(round(int(e.time) * scale), e) for e in prompt_events if round(int(e.time) * scale) <= split_tick]
-        later = [e.copy() for e in sample_events if int(e.time) > split_tick]
+        mine = [make(round(int(e.time) * scale), e) for e in prompt_events if round(int(e.time) * scale) < split_tick]
+        later = [e.copy() for e in sample_events if int(e.time) >= split_tick]
         return mine + later if mine else [e.copy() for e in sample_events]
 
     keys = merged(prompt_score.key_signatures, out.key_signatures,
