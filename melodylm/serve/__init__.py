@@ -6,10 +6,13 @@ unless ``host`` says otherwise) or build the app with :func:`create_app`.
 JSON API:
 
 - ``GET /api/checkpoints`` -> ``{"checkpoints": [{"name", "file", "run", "default"}], "limits": {...}}``
+- ``GET /api/controls?checkpoint=NAME`` -> ``{"checkpoint", "values": {"key", "meter", "style"}, "fill",
+  "reasons"}``: what the checkpoint can be steered by, and for what it lacks, why (one line)
 - ``GET /api/tunes?q=WORDS`` -> ``{"tunes": [{"file", "title", "notes"}]}`` (the embedded corpus)
 - ``POST /api/sample`` (multipart): optional file ``prompt``, or field ``tune`` (a corpus file);
   fields ``n``, ``prompt_bars``, ``max_bars``, ``max_tokens``, ``temperature``, ``top_p``, ``seed``,
-  ``checkpoint``. Answers ``{"samples": [{"midi", "audio", "score", "musicxml", "pianoroll", "notes",
+  ``checkpoint``; steering as ``melodylm sample`` steers: ``fill`` (bars ``A:B`` of the prompt),
+  ``key``, ``meter``, ``style``. Answers ``{"samples": [{"midi", "audio", "score", "musicxml", "pianoroll", "notes",
   ...}], "signature", "status"}``. The MIDI is written before the answer; audio, sheet music and
   the piano-roll image render in the background: ``GET status`` says which files are ready.
   The same inputs and seed give the same MIDI bytes.

@@ -198,6 +198,11 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
     async def checkpoints():
         return {"checkpoints": pg.checkpoint_list(), "limits": vars(limits)}
 
+    @app.get("/api/controls")
+    async def controls(checkpoint: str = ""):
+        # Loading a checkpoint reads a file of a few MB: off the event loop, as generation is.
+        return await asyncio.to_thread(pg.controls, checkpoint.strip() or None)
+
     @app.get("/api/tunes")
     async def tunes(q: str = "", limit: int = 50):
         return {"tunes": list_tunes(pg.corpus, q[:200], max(1, min(limit, 500)))}

@@ -19,6 +19,8 @@ from melodylm.serve.jobs import Batch, FileStore, RenderJobs
 
 # The shipped model of the repository, and the folder where `melodylm train` runs are kept.
 SHIPPED_NAME = "pretrained"
+# Form fields that steer a sample, passed to `generate` as `melodylm sample` passes its flags.
+STEERING = ("fill", "key", "meter", "style")
 
 
 @dataclass
@@ -48,6 +50,10 @@ class SampleRequest:
     tune: str | None = None  # a file name of the embedded corpus
     prompt_file: Path | None = None  # an upload, saved by the server
     prompt_name: str = ""
+    fill: str | None = None  # bars "A:B" of the prompt to write anew (``melodylm sample --fill``)
+    key: str | None = None  # controls of models trained with them: "D minor", "6/8", a style name
+    meter: str | None = None
+    style: str | None = None
 
 
 def _parse(name: str, raw: str | None, kind: type, default: Any) -> Any:
@@ -62,20 +68,24 @@ def _parse(name: str, raw: str | None, kind: type, default: Any) -> Any:
 
 def parse_request(fields: dict[str, str | None]) -> SampleRequest:
     """Form fields (strings; empty means default) -> :class:`SampleRequest`, or :class:`UserError`."""
-    known = {"n", "prompt_bars", "max_bars", "max_tokens", "temperature", "top_p", "seed", "checkpoint", "tune"}
+    known = {"n", "prompt_bars", "max_bars", "max_tokens", "temperature", "top_p", "seed", "checkpoint", "tune",
+             *STEERING}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise UserError(f"unknown field {unknown[0]!r}: use {', '.join(sorted(known))} and the file 'prompt'")
+    text = {k: (fields.get(k) or "").strip()[:80] or None for k in STEERING}
     return SampleRequest(
         n=_parse("n", fields.get("n"), int, 1),
         prompt_bars=_parse("prompt_bars", fields.get("prompt_bars"), int, None),
-        max_bars=_parse("max_bars", fields.get("max_bars"), int, 8),
+        # A fill sets its own bars (`melodylm sample` refuses --fill with --max-bars): no default then.
+        max_bars=_parse("max_bars", fields.get("max_bars"), int, None if text["fill"] else 8),
         max_tokens=_parse("max_tokens", fields.get("max_tokens"), int, None),
         temperature=_parse("temperature", fields.get("temperature"), float, 1.0),
         top_p=_parse("top_p", fields.get("top_p"), float, 1.0),
         seed=_parse("seed", fields.get("seed"), int, 0),
         checkpoint=(fields.get("checkpoint") or "").strip() or None,
         tune=(fields.get("tune") or "").strip() or None,
+        **text,
     )
 
 
@@ -155,6 +165,45 @@ def note_rows(score) -> list[list[float]]:
     return sorted(rows)
 
 
+def model_controls(tok) -> dict[str, Any]:
+    """A tokenizer's steering for the page: ``values`` (known key, meter and style values), ``fill``
+    (whether bars can be refilled) and for each one it lacks, ``reasons``: why, in one line."""
+    from melodylm.controls import KINDS
+
+    extra = tok.extra if tok.has_controls else None
+    values = {k: extra.values(k) if extra is not None else [] for k in KINDS}
+    reasons: dict[str, str] = {}
+    for k in KINDS:
+        if extra is None:
+            reasons[k] = "this model has no controls: train on a dataset tokenized with controls"
+        elif not values[k]:
+            reasons[k] = f"this model was trained without a {k} control"
+    fill = bool(tok.has_infill) and tok.settings.scheme == "REMI"
+    if not tok.has_infill:
+        reasons["fill"] = ("this model has no infill tokens: train it on a dataset tokenized with "
+                           "fill-in-the-middle")
+    elif not fill:
+        reasons["fill"] = f"bars are followed in REMI tokens only, not {tok.settings.scheme}"
+    return {"values": values, "fill": fill, "reasons": reasons}
+
+
+def fill_beats(sample) -> list[float] | None:
+    """``[start, end]`` in quarter notes of the bars a fill wrote (``None`` for other samples)."""
+    from melodylm.infill import bar_starts, parse_span
+    from melodylm.midi import score_notes
+
+    span = (sample.info.get("options") or {}).get("fill")
+    if not span:
+        return None
+    a, b = parse_span(span)
+    notes = score_notes(sample.score)
+    end = int((notes[:, 0] + notes[:, 1]).max()) if len(notes) else 0
+    starts = bar_starts(sample.score, end)
+    tpq = float(sample.score.ticks_per_quarter)
+    stop = starts[b] if b < len(starts) else starts[-1]
+    return [round(float(starts[a - 1]) / tpq, 6), round(float(stop) / tpq, 6)]
+
+
 @dataclass
 class Playground:
     """Loaded models, the corpus, the file store and the render jobs behind one server."""
@@ -230,7 +279,8 @@ class Playground:
         t0 = time.perf_counter()
         samples = generate(model, prompt, req.n, tokenizer=tok, max_tokens=max_tokens, max_bars=req.max_bars,
                            temperature=req.temperature, top_p=req.top_p, seed=req.seed,
-                           prompt_bars=req.prompt_bars, device=self.device)
+                           prompt_bars=req.prompt_bars, device=self.device, fill=req.fill, key=req.key,
+                           meter=req.meter, style=req.style)
         for s in samples:
             s.info.update(checkpoint=str(self.checkpoints[name]), checkpoint_hash=digest)
         decode_s = time.perf_counter() - t0
@@ -253,6 +303,7 @@ class Playground:
                 "has_prompt": has_prompt, "continuation_start_beat": s.continuation_start_beat,
                 "time_signature": list(ts), "n_notes": s.n_notes, "new_notes": s.new_notes,
                 "new_tokens": s.new_tokens, "stop": s.stop, "_split_tick": split,
+                "controls": s.info.get("controls"), "fill_beats": fill_beats(s),
             })
         if self.renders is not None:
             for group in self.formats:  # every sample's audio first: it is what the page waits for
@@ -263,6 +314,11 @@ class Playground:
             row.pop("_split_tick")
         return {"samples": out, "signature": sig, "checkpoint": name, "batch": batch.id,
                 "status": f"/api/batches/{batch.id}", "decode_seconds": round(decode_s, 3)}
+
+    def controls(self, name: str | None) -> dict[str, Any]:
+        """What a checkpoint can be steered by: its known key, meter and style values, and fill."""
+        name, (_, tok, _) = self.model(name)
+        return {"checkpoint": name, **model_controls(tok)}
 
     def batch_state(self, batch: Batch) -> dict[str, Any]:
         """Each file's state (``ready``, ``pending`` or ``error: one line``) and its render job's seconds."""

@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
-const state = { continued: null, polling: 0 };
+const state = { continued: null, polling: 0, canFill: false };
 
 function showError(msg) {
   $("error").textContent = msg || "";
@@ -24,6 +24,32 @@ async function loadCheckpoints() {
   const sel = $("checkpoint");
   sel.replaceChildren(...checkpoints.map((c) => new Option(`${c.name} (${c.run}/${c.file})`, c.name, c.default, c.default)));
   if (!checkpoints.length) showError("no checkpoint: train one (`melodylm train`) or start the server with --checkpoint");
+  else await loadControls();
+}
+
+// Key, meter and style offer the values the chosen model was trained with; a model without them
+// (or without infill tokens) has the control disabled and says why in one line.
+async function loadControls() {
+  const c = await api(`/api/controls?checkpoint=${encodeURIComponent($("checkpoint").value)}`);
+  for (const kind of ["key", "meter", "style"]) {
+    const sel = $(kind), values = c.values[kind] || [];
+    sel.replaceChildren(new Option("any", ""), ...values.map((v) => new Option(v, v)));
+    sel.disabled = !values.length;
+    showReason(kind, c.reasons[kind]);
+  }
+  state.canFill = c.fill;
+  showReason("fill", c.reasons.fill);
+  onSource();
+}
+
+function showReason(kind, text) {
+  $(`${kind}-reason`).textContent = text || "";
+  $(`${kind}-reason`).hidden = !text;
+}
+
+function onFill() {
+  const filling = !$("fill").disabled && $("fill").value.trim() !== "";
+  $("max_bars").disabled = filling;  // a fill writes bars A..B of the prompt: no bars to add
 }
 
 let tuneTimer = 0;
@@ -39,11 +65,16 @@ function onSource() {
   $("tune-box").hidden = source() !== "tune";
   $("upload-box").hidden = source() !== "upload";
   if (source() === "tune" && !$("tune").options.length) searchTunes().catch((e) => showError(e.message));
+  $("fill").disabled = !state.canFill || source() === "none";
+  if (state.canFill && source() === "none") showReason("fill", "fill rewrites bars of a prompt: start from a tune, a file or a sample");
+  else if (state.canFill) showReason("fill", "");
+  onFill();
 }
 
 function formData() {
   const fd = new FormData();
-  for (const k of ["n", "max_bars", "temperature", "top_p", "seed", "checkpoint"]) fd.append(k, $(k).value);
+  for (const k of ["n", "temperature", "top_p", "seed", "checkpoint"]) fd.append(k, $(k).value);
+  for (const k of ["max_bars", "fill", "key", "meter", "style"]) if (!$(k).disabled && $(k).value.trim()) fd.append(k, $(k).value.trim());
   const src = source();
   if (src !== "none" && $("prompt_bars").value) fd.append("prompt_bars", $("prompt_bars").value);
   if (src === "tune") {
@@ -85,8 +116,9 @@ function pianoRoll(s) {
     if (b < end) svg.append(svgEl("text", { x: x + 2, y: top - 5, "font-size": 9, fill: "#556" }, String(k)));
   }
   const split = s.has_prompt ? s.continuation_start_beat : -1;
+  const fillEnd = s.fill_beats ? s.fill_beats[1] : Infinity;  // a fill's bars end where the prompt resumes
   for (const [t, d, p] of notes) {
-    const prompt = s.has_prompt && t < split;
+    const prompt = s.has_prompt && (t < split || t >= fillEnd);
     svg.append(svgEl("rect", { x: left + t * px, y: top + (hi - p) * row, width: Math.max(2, d * px - 1), height: row - 1,
       rx: 1, fill: prompt ? "#8a8fa0" : "#e0662d", class: prompt ? "note prompt" : "note continuation" }));
   }
@@ -94,9 +126,13 @@ function pianoRoll(s) {
     const x = left + split * px;
     svg.append(svgEl("line", { x1: x, x2: x, y1: top, y2: h, stroke: "#23395b", "stroke-width": 2, "stroke-dasharray": "4 2" }));
   }
+  if (s.fill_beats) {
+    const x = left + fillEnd * px;
+    svg.append(svgEl("line", { x1: x, x2: x, y1: top, y2: h, stroke: "#23395b", "stroke-width": 2, "stroke-dasharray": "4 2" }));
+  }
   const legend = svgEl("g", { "font-size": 9 });
   legend.append(svgEl("rect", { x: left, y: 2, width: 8, height: 8, fill: "#8a8fa0" }), svgEl("text", { x: left + 11, y: 10 }, "prompt"),
-    svgEl("rect", { x: left + 55, y: 2, width: 8, height: 8, fill: "#e0662d" }), svgEl("text", { x: left + 66, y: 10 }, "continuation"));
+    svgEl("rect", { x: left + 55, y: 2, width: 8, height: 8, fill: "#e0662d" }), svgEl("text", { x: left + 66, y: 10 }, s.fill_beats ? "filled bars" : "continuation"));
   svg.append(legend);
   return svg;
 }
@@ -194,4 +230,6 @@ async function continueFrom(s, i) {
 document.querySelectorAll("input[name=source]").forEach((r) => r.addEventListener("change", onSource));
 $("tune-search").addEventListener("input", () => { clearTimeout(tuneTimer); tuneTimer = setTimeout(() => searchTunes().catch((e) => showError(e.message)), 200); });
 $("controls").addEventListener("submit", generate);
+$("checkpoint").addEventListener("change", () => loadControls().catch((e) => showError(e.message)));
+$("fill").addEventListener("input", onFill);
 loadCheckpoints().catch((e) => showError(e.message));
