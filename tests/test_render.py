@@ -231,3 +231,27 @@ def test_upbeat_bar_when_asked(tmp_path):
     measures = up.findall(".//measure")
     assert (measures[0].get("number"), measures[0].get("implicit")) == ("0", "yes")
     assert [sum(int(d.text) for d in m.findall("note/duration")) for m in measures] == [24, 72, 72, 72]
+
+
+@pytest.mark.parametrize("name, title", [("Acoustic Grand Piano", None), ("violin", None), ("melody", None),
+                                         ("The Enchanted Valley", "The Enchanted Valley")])
+def test_an_instrument_name_is_not_a_title(tmp_path, name, title):
+    path = write_midi(tmp_path / "t.mid", [Part(KNOWN, name=name)], time_signature=(3, 4))
+    xml = render_file(path, tmp_path, formats=("musicxml",))["musicxml"]
+    assert ET.parse(xml).getroot().findtext(".//work-title") == title
+
+
+def test_a_sample_made_from_nothing_has_no_instrument_title(tmp_path):
+    """The decoder names a sample's track after its instrument; its sheet music has no title then."""
+    from conftest import REPO
+    from melodylm.generate import generate
+
+    shipped = REPO / "checkpoints" / "pretrained" / "model.pt"
+    if not shipped.is_file():
+        pytest.skip("the shipped model checkpoints/pretrained/model.pt is missing")
+    sample = generate(shipped, None, 1, max_bars=2, seed=1)[0]
+    assert sample.score.tracks[0].name == "Acoustic Grand Piano"  # what the decoder writes
+    sample.score.dump_midi(str(tmp_path / "sample_000.mid"))
+    out = render_file(tmp_path / "sample_000.mid", tmp_path, formats=("svg", "musicxml"))
+    assert ET.parse(out["musicxml"]).getroot().findtext(".//work-title") is None
+    assert "Acoustic Grand Piano" not in out["svg"].read_text()

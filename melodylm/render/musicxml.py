@@ -348,6 +348,17 @@ def _note(measure, x: Piece, fifths: int, state: dict, whole_bar: bool) -> int:
     return int(x.pitch is not None)
 
 
+def title_of(score) -> str:
+    """The track name as a title, unless it is a stand-in: the loader's "melody" for a nameless
+    track, or a General MIDI instrument name, which miditok's decoder gives every track it writes
+    (a sample made from nothing was titled "Acoustic Grand Piano")."""
+    from miditok.constants import MIDI_INSTRUMENTS
+
+    name = (score.tracks[0].name if len(score.tracks) else "").strip()
+    stand_ins = {"melody"} | {str(i["name"]).lower() for i in MIDI_INSTRUMENTS}
+    return "" if name.lower() in stand_ins else name
+
+
 def to_musicxml(score, split_tick: int | None = None, key: KeyInfo | None = None, title: str | None = None,
                 pickup: int | str = 0) -> str:
     """MusicXML text of a one-melody symusic score.
@@ -370,9 +381,8 @@ def to_musicxml(score, split_tick: int | None = None, key: KeyInfo | None = None
     low = float(np.median(notes[:, 2])) if len(notes) else 72.0
     clef = ("F", 4) if low < 55 else ("G", 2)  # under G3 most notes would need ledger lines
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    if title is None:  # the track name, unless it is the loader's stand-in for a nameless track
-        title = score.tracks[0].name if len(score.tracks) else ""
-        title = "" if title.strip().lower() == "melody" else title
+    if title is None:
+        title = title_of(score)
 
     root = ET.Element("score-partwise", version="4.0")
     if title:
