@@ -7,10 +7,13 @@ from melodylm.errors import UserError
 
 
 def register_demo(sub):
+    from melodylm.demo import DEMO_TRAIN_SECONDS
+
     p = add_command(sub, "demo", "the whole job on the embedded corpus: tokenize, train, evaluate, sample, score, "
-                    "report", "melodylm demo -o demo --train-seconds 240")
+                    "report", f"melodylm demo -o demo --train-seconds {DEMO_TRAIN_SECONDS:.0f}")
     p.add_argument("-o", "--out", default="demo", help="output folder (default: demo)")
-    p.add_argument("--train-seconds", type=float, default=240.0, help="training time budget (default 240)")
+    p.add_argument("--train-seconds", type=float, default=DEMO_TRAIN_SECONDS,
+                   help=f"training time budget (default {DEMO_TRAIN_SECONDS:.0f})")
     p.add_argument("--n", type=int, default=4, help="continuations to sample (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
