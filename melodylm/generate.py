@@ -141,6 +141,11 @@ def transpose_prompt(prompt: Prompt, tokenizer, key) -> Prompt:
         return replace(prompt, key=own)
     lo, hi = tokenizer.settings.pitch_range
     score, _ = transpose(prompt.score, k, (lo, hi))
+    if len(score.key_signatures):  # the signature moves with the notes: samples copy the prompt's
+        import symusic
+
+        score.key_signatures.clear()
+        score.key_signatures.append(symusic.KeySignature(0, int(target.fifths), int(target.mode == "minor")))
     moved = prompt.score.tracks[0].notes.numpy()["pitch"].astype(int) + k
     dropped = sorted(int(p) for p in moved if not lo <= p < hi)
     base_ids = tokenizer.encode_score(score)
@@ -304,6 +309,7 @@ def build_middle_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prom
     import symusic
 
     from melodylm.infill import splice
+    from melodylm.render.meta import copy_meta
 
     span = plan.parts.span
 
@@ -314,6 +320,7 @@ def build_middle_sample(tokenizer, grammar: Grammar, sampled: GeneratedIds, prom
         raise UserError(f"--fill {span[0]}:{span[1]}: the written bars do not fit ({e})") from None
     score.tempos.clear()
     score.tempos.append(symusic.Tempo(0, float(prompt.tempo)))
+    score = copy_meta(prompt.score, score)  # the tune's title and key signature, as every sample keeps them
     invalid = max(0, grammar.errors(full) - grammar.errors(prompt.base_ids))
     t_a = plan.parts.bar_ticks[0]  # ticks of the decoded tune, which the spliced score keeps
     tpq = int(score.ticks_per_quarter)

@@ -151,3 +151,43 @@ def test_demo_report_puts_audio_and_sheet_music_beside_each_piano_roll(tmp_path)
     mid.with_suffix(".wav").unlink()
     text = "\n".join(_sample_lines(tmp_path, mid, mid.with_suffix(".png")))
     assert "svg" not in text and "wav" not in text and "(samples/sample_000.png)" in text
+
+
+def test_a_prompt_moved_into_another_key_takes_that_keys_signature(flat_prompt):
+    # The sample copies the prompt's key signature, so a prompt moved from B flat major into
+    # "D minor" (to its relative major, F) must carry one flat, not the file's two.
+    from melodylm.checkpoint import load_model
+    from melodylm.generate import load_prompt, transpose_prompt
+    from melodylm.keys import parse_key
+
+    if not SHIPPED.is_file():
+        pytest.skip("shipped model missing")
+    _, tok, _ = load_model(SHIPPED, "cpu")
+    moved = transpose_prompt(load_prompt(flat_prompt, tok), tok, parse_key("D minor"))
+    assert moved.transposed != 0
+    assert [(k.time, k.key, k.tonality) for k in moved.score.key_signatures] == [(0, -1, 0)]
+
+
+def _steerable_model():
+    """An untrained tiny GPT whose tokenizer has control tokens and fill sentinels (ids, not skill, matter here)."""
+    import torch
+
+    from melodylm.models import ModelConfig, build_model, size_preset
+    from melodylm.tokenizer import MelodyTokenizer
+
+    tok = MelodyTokenizer()
+    tok.set_extra([{"key": "D minor", "meter": "3/4", "style": "waltzes"}])
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**size_preset("gpt", "tiny"), "vocab_size": tok.vocab_size, "pad_id": tok.pad_id,
+                         "dropout": 0.0})
+    return build_model(cfg).eval(), tok
+
+
+@pytest.mark.parametrize("options, fifths", [({"fill": "2:3"}, -2), ({"key": "D minor", "max_tokens": 40}, -1)])
+def test_filled_and_key_moved_samples_keep_the_title_and_the_right_signature(flat_prompt, options, fifths):
+    from melodylm.generate import generate
+
+    model, tok = _steerable_model()
+    for s in generate(model, flat_prompt, n=2, tokenizer=tok, seed=1, **options):
+        assert [t.name for t in s.score.tracks] == [TITLE]
+        assert [(k.time, k.key) for k in s.score.key_signatures] == [(0, fifths)]
