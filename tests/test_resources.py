@@ -133,7 +133,7 @@ def test_require_names_the_extra(monkeypatch) -> None:
 @pytest.mark.parametrize("module, run", [
     ("music21", lambda: __import__("melodylm.corpus", fromlist=["_music21"])._music21()),
     ("fastapi", lambda: __import__("melodylm.serve.app", fromlist=["_need_web"])._need_web()),
-    ("verovio", lambda: __import__("melodylm.outputs", fromlist=["x"]).check_render_options(score=True)),
+    ("verovio", lambda: __import__("melodylm.render.sheet", fromlist=["engrave"]).engrave("<score-partwise/>")),
 ])
 def test_every_feature_names_its_extra_the_same_way(monkeypatch, module, run) -> None:
     monkeypatch.setitem(sys.modules, module, None)
