@@ -70,10 +70,10 @@ def test_page_generates_shows_and_plays_offline(browser, tmp_path):
         wait.until(lambda d: Select(d.find_element(By.ID, "checkpoint")).options)
         assert Select(browser.find_element(By.ID, "checkpoint")).first_selected_option.get_attribute("value") == "pretrained"
         # the shipped model has no controls and no infill tokens: the steering is disabled and says why
-        wait.until(lambda d: d.find_element(By.ID, "key-reason").text)
+        wait.until(lambda d: d.find_element(By.ID, "controls-reason").text)
         for kind in ("key", "meter", "style", "fill"):
             assert not browser.find_element(By.ID, kind).is_enabled(), kind
-        assert browser.find_element(By.ID, "key-reason").text.startswith("this model has no controls")
+        assert browser.find_element(By.ID, "controls-reason").text.startswith("this model has no controls")
         assert "no infill tokens" in browser.find_element(By.ID, "fill-reason").text
         for field, value in (("n", "4"), ("max_bars", "8"), ("seed", "3")):
             el = browser.find_element(By.ID, field)

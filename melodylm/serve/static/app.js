@@ -31,12 +31,15 @@ async function loadCheckpoints() {
 // (or without infill tokens) has the control disabled and says why in one line.
 async function loadControls() {
   const c = await api(`/api/controls?checkpoint=${encodeURIComponent($("checkpoint").value)}`);
-  for (const kind of ["key", "meter", "style"]) {
+  const kinds = ["key", "meter", "style"];
+  const shared = kinds.every((k) => c.reasons[k] && c.reasons[k] === c.reasons.key);  // a model without controls
+  for (const kind of kinds) {
     const sel = $(kind), values = c.values[kind] || [];
     sel.replaceChildren(new Option("any", ""), ...values.map((v) => new Option(v, v)));
     sel.disabled = !values.length;
-    showReason(kind, c.reasons[kind]);
+    showReason(kind, shared ? "" : c.reasons[kind]);
   }
+  showReason("controls", shared ? c.reasons.key : "");
   state.canFill = c.fill;
   showReason("fill", c.reasons.fill);
   onSource();
