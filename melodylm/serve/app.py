@@ -150,8 +150,7 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
             near 8; the render threads beside it want a core too.
     """
     _need_web()
-    from fastapi import FastAPI, Request
-    from starlette.responses import FileResponse, Response
+    from fastapi import FastAPI
 
     from melodylm.dataset import DEFAULT_CORPUS
 
@@ -167,7 +166,6 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
                     Path(corpus) if corpus else DEFAULT_CORPUS, limits, device, program,
                     refresh=lambda: list_checkpoints(None, cwd))
     queue = GenerationQueue(limits.max_waiting)
-    static = _static_files()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -181,6 +179,18 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
     app.state.playground, app.state.queue, app.state.store = pg, queue, store
 
     error = _error_handlers(app)
+
+    _routes(app, pg, queue, store, limits, error)
+    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + FORM_OVERHEAD)
+    return app
+
+
+def _routes(app, pg: Playground, queue: GenerationQueue, store: FileStore, limits: Limits, error) -> None:
+    """The page, its assets, the JSON API and the written files: each route parses and calls ``pg``."""
+    from fastapi import Request
+    from starlette.responses import FileResponse, Response
+
+    static = _static_files()
 
     @app.get("/")
     async def index():
@@ -222,9 +232,6 @@ def create_app(checkpoint: str | Path | None = None, *, out_dir: str | Path | No
         if path is None:
             return error(404, "not found")
         return FileResponse(path, media_type=MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream"))
-
-    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + FORM_OVERHEAD)
-    return app
 
 
 async def _sample(request, pg: Playground, queue: GenerationQueue, store: FileStore, limits: Limits) -> Any:
