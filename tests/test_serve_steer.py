@@ -101,8 +101,10 @@ def test_asked_controls_come_back_in_the_answer(client):
 
 
 STEER_ERRORS = [
-    ({"checkpoint": "steer", "key": "E major"}, False, "--key 'E major' is not known to this model; known: C major, D minor"),
-    ({"checkpoint": "steer", "style": "polkas"}, False, "--style 'polkas' is not known to this model; known: jigs, reels"),
+    ({"checkpoint": "steer", "key": "E major"}, False,
+     "--key 'E major' is not known to this model; known: C major, D minor"),
+    ({"checkpoint": "steer", "style": "polkas"}, False,
+     "--style 'polkas' is not known to this model; known: jigs, reels"),
     ({"checkpoint": "steer", "meter": "7/9"}, False, "--meter '7/9': write a time signature such as 6/8"),
     ({"key": "D minor"}, False, "this model has no controls: drop --key"),
     ({"meter": "6/8", "style": "jigs"}, False, "this model has no controls: drop --meter --style"),
@@ -114,8 +116,11 @@ STEER_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("fields, with_prompt, message", STEER_ERRORS,
-                         ids=["-".join(f"{k}={v}" for k, v in f.items() if k != "checkpoint") for f, _, _ in STEER_ERRORS])
+def _id(fields: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in fields.items() if k != "checkpoint")
+
+
+@pytest.mark.parametrize("fields, with_prompt, message", STEER_ERRORS, ids=[_id(f) for f, _, _ in STEER_ERRORS])
 def test_steering_errors_are_those_of_sample(client, tune, fields, with_prompt, message):
     r = post(client, {"n": "1", **fields}, tune if with_prompt else None)
     assert r.status_code == 400, r.text
