@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Wheel smoke test: build the wheel, install it into a fresh venv, run the card's commands on the
-# defaults from an empty folder. Proves the package works without the repository checkout.
+# Wheel smoke test: build the wheel, install it into a fresh venv, run the card's four commands
+# (tokenize, train, sample, bleu) on the defaults from an empty folder. Proves the package works
+# without the repository checkout. 243 s on two shared cores with evaluate as a fifth step, which
+# took 34 s of it: it is left out here, and tests/test_resources.py runs it on the defaults of a
+# package-data-only install.
 #
 #   .ci/wheel-smoke.sh                 # uses ./.venv/bin/python (or $PYTHON) to build
 #   SMOKE_KEEP=1 .ci/wheel-smoke.sh    # keep the temp folder for a look afterwards
@@ -85,8 +88,6 @@ ls checkpoints/*/best.pt
 step "sample (the run just trained is the default)"
 "$ML" sample --max-tokens 40 --json | tail -1 | tee sample.json
 grep -q '"out_dir": "samples/gpt-' sample.json
-step "evaluate (default checkpoint and its dataset)"
-"$ML" evaluate --split test --baseline-order 0 --no-progress
 step "bleu on the newest samples"
 "$ML" bleu --weights custom --human none
 step "done: wheel smoke test passed in $((SECONDS - t0))s"
