@@ -12,8 +12,9 @@ REMI tokens, longer than the 256-token context of the small models, so windows a
 positions would mostly start inside a tune and never see its controls. A window here always
 starts with the head of the tune it starts in (:func:`melodylm.controls.crop_keeping_head`),
 then continues from its random position, across the following tunes if it reaches their end,
-as plain windows do. The one target that jumps from the head into the middle of the tune is
-not scored (target -1): nothing could predict it. Each control of a head is dropped at a rate
+as plain windows do. A window that starts inside the tune reads ``head WINDOW_CUT`` before it
+(:data:`melodylm.controls.CUT`), so the model can tell it from the tune's true beginning; the
+target that predicts the cut mark is not scored (target -1). Each control of a head is dropped at a rate
 (``control_dropout``), independently per window, so one model samples with any subset of
 controls; the heads of the following tunes in the window are dropped alike.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodylm.controls import KINDS, PREFIXES, control_tokens
+from melodylm.controls import CUT, KINDS, PREFIXES, control_tokens
 
 IGNORE = -1  # target the models' loss skips (cross_entropy ignore_index)
 MAX_HEADS = 8  # heads per window whose controls are dropped independently; later ones keep all
@@ -160,7 +161,8 @@ class WindowStream:
     virtual concatenation of all sequences.
     """
 
-    def __init__(self, sources: list[np.ndarray], seg: Segment, kind_of: dict[int, int]):
+    def __init__(self, sources: list[np.ndarray], seg: Segment, kind_of: dict[int, int], cut_id: int | None = None):
+        self.cut_id = cut_id  # WINDOW_CUT, read after the head of a window that starts inside its tune
         self.sources = sources
         self.seg = seg
         self.vstart = np.concatenate([[0], np.cumsum(seg.length)]).astype(np.int64)
@@ -195,7 +197,8 @@ class WindowStream:
                 for k, kind in enumerate(KINDS):
                     if t.startswith(PREFIXES[kind]):
                         kind_of[tok.extra.id(t)] = k
-        return cls(sources, Segment(src, start, length, head), kind_of)
+        cut = tok.extra.id(CUT) if tok.extra is not None and tok.extra.has(CUT) else None
+        return cls(sources, Segment(src, start, length, head), kind_of, cut)
 
     def limit(self, n: int) -> int:
         """Window starts are drawn from ``[0, limit)``: room for ``n`` tokens and a head after them."""
@@ -225,7 +228,10 @@ class WindowStream:
         jump = len(head) > 0 and off > int(self.seg.head[j])  # the window starts inside the tune
         parts, have, ignore = [head], len(head), []
         if jump:
-            ignore.append(len(head) - 1)  # the target after the head is a jump into the tune
+            ignore.append(len(head) - 1)  # the cut mark (or the jump itself) is not a target
+            if self.cut_id is not None:
+                parts.append(np.asarray([self.cut_id], dtype=np.int64))
+                have += 1
         k = 1
         while have < n:
             piece = self._seq(j, off, min(int(self.seg.length[j]), off + n - have))

@@ -309,7 +309,7 @@ def test_extras_follow_the_own_ids_and_survive_the_dict(subword):
     own = tok.vocab_size
     vocab = tok.set_extra(CONTROLS)
     assert vocab.offset == tok.core_vocab_size == own
-    assert tok.vocab_size == own + 3 + 2 + 2 + 2  # sentinels, keys, meters, styles
+    assert tok.vocab_size == own + 3 + 1 + 2 + 2 + 2  # sentinels, window cut, keys, meters, styles
     assert tok.has_controls and tok.has_infill
     again = MelodyTokenizer.from_dict(tok.to_dict())
     assert again.extra == tok.extra and again.vocab_size == tok.vocab_size

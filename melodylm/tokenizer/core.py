@@ -185,7 +185,8 @@ class MelodyTokenizer:
         :func:`melodylm.controls.derive_controls` makes them) and, with ``sentinels``, the
         fill-in-the-middle sentinels. Call it after :meth:`train_subwords`: extras follow the pieces.
         """
-        self.extra = ExtraVocab.build(self.core_vocab_size, known_values(controls_list), sentinels)
+        known = known_values(controls_list)
+        self.extra = ExtraVocab.build(self.core_vocab_size, known, sentinels, cut=any(known.values()))
         return self.extra
 
     @property
