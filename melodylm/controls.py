@@ -38,10 +38,10 @@ from melodylm.keys import Key, all_keys, estimate_key, key_from_signature, parse
 KINDS = ("key", "meter", "style")
 PREFIXES = {"key": "Key_", "meter": "Meter_", "style": "Style_"}
 SENTINELS = ("FILL_SUFFIX", "FILL_MIDDLE", "FILL_END")
-# Marks a training window that keeps its tune's head but continues inside the tune: without it
-# "BOS controls Bar Position_0 Pitch" after a cut looks exactly like the tune's first bar, and the
-# first notes never learn what the controls ask (a tiny GPT on two styles with fixed keys gave
-# the same first-pitch distribution for both styles after 400 steps). Never sampled.
+# Marks a training window that keeps its tune's head but continues inside the tune. Without it a
+# cut at a bar line reads "BOS controls Bar TimeSig Position_0 Pitch", exactly like the tune's
+# first bar, so what the model learns of a tune's opening (where the controls matter most, with
+# no notes before to go by) mixes with every later bar. Sampling never writes it.
 CUT = "WINDOW_CUT"
 # Each control is dropped independently with this probability in training. At 0.5 all 2^3 = 8
 # subsets of (key, meter, style) are equally frequent (12.5% each), so the model learns every

@@ -212,3 +212,27 @@ def test_a_tiny_model_learns_the_key_of_each_style(styled_data, tmp_path):
     # and the mass of each register follows the style
     low = {s: sum(q for t, q in p[s].items() if int(t.split("_")[1]) < 62) for s in p}
     assert low["misty"] > 0.6 > 0.4 > low["sunny"]
+
+
+def test_the_shipped_checkpoint_has_no_extras_and_reads_a_controlled_dataset(tiny_dataset):
+    """Checkpoints made before controls: no extras, and the test tunes of a dataset tokenized with
+    controls reach them as the plain tokens (what ``evaluate`` scores)."""
+    import torch
+
+    from conftest import REPO
+    from melodylm.tokenizer import MelodyTokenizer
+
+    path = REPO / "checkpoints" / "pretrained" / "model.pt"
+    if not path.is_file():
+        pytest.skip("no shipped checkpoint")
+    d = torch.load(path, map_location="cpu", weights_only=True)["tokenizer"]
+    tok = MelodyTokenizer.from_dict(d)
+    assert tok.extra is None and tok.to_dict() == d and tok.vocab_size == tok.core_vocab_size
+    ds = Dataset(tiny_dataset)
+    assert ds.tokenizer.has_controls and ds.tokenizer.fingerprint(extras=False) == tok.fingerprint()
+    read = ds.reader_for(tok)
+    test = ds.split("test")
+    for i in range(len(test)):
+        ids = read(test.tune(i))
+        assert ids.max() < tok.vocab_size and ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+        assert tok.count_notes(tok.decode_ids(ids)) == test.index[i]["n_notes"]
