@@ -138,6 +138,38 @@ def test_generation_gpt_slides_past_block_size(chunks: list[int]) -> None:
     assert slid
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpt_decode_is_bit_identical_to_a_one_token_prefill(bias: bool) -> None:
+    # decode has its own single-token path; seeded samples stay the same only if its logits and
+    # cache equal the module path's exactly, also in float32 and after the cache slides.
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**{**size_preset("gpt", "tiny"), "vocab_size": VOCAB, "dropout": 0.0,
+                                       "bias": bias, "n_head": 4})).eval()
+    seq = tokens(3, 3 * model.config.block_size)
+    fast, slow = model.init_state(3, "cpu"), model.init_state(3, "cpu")
+    _, fast = model.prefill(seq[:, :5], fast)
+    _, slow = model.prefill(seq[:, :5], slow)
+    for t in range(5, seq.size(1)):
+        a, fast = model.decode(seq[:, t : t + 1], fast)
+        b, slow = model.prefill(seq[:, t : t + 1], slow)
+        assert torch.equal(a, b), f"token {t}"
+        n = fast["tokens"].size(1)
+        assert torch.equal(fast["tokens"], slow["tokens"])
+        assert torch.equal(fast["kv"][:, :, :, :, :n], slow["kv"][:, :, :, :, :n])
+
+
+def test_gpt_decode_in_training_mode_uses_dropout() -> None:
+    model = tiny("gpt", dropout=0.5).train()
+    seq = tokens(2, 6)
+    _, state = model.prefill(seq[:, :5], model.init_state(2, "cpu"))
+    copy = {k: v.clone() for k, v in state.items()}
+    torch.manual_seed(1)
+    a, _ = model.decode(seq[:, 5:], state)
+    torch.manual_seed(2)
+    b, _ = model.decode(seq[:, 5:], copy)
+    assert not torch.equal(a, b)
+
+
 def test_gpt_long_prompt_equals_forward_on_its_window() -> None:
     model = tiny("gpt")
     seq = tokens(2, 3 * model.config.block_size)
