@@ -246,8 +246,10 @@ class WindowStream:
             have += min(len(nxt), n - have)
             off = int(self.seg.head[j])
         w = np.concatenate(parts)[:n]
-        if len(w) < n:  # only at the very end of a tiny stream
-            w = np.concatenate([w, np.full(n - len(w), w[-1] if len(w) else 0, dtype=np.int64)])
+        real = len(w)
+        if real < n:  # only at the very end of a tiny stream: padding, never a target
+            w = np.concatenate([w, np.full(n - real, w[-1] if real else 0, dtype=np.int64)])
+            ignore.extend(range(max(0, real - 1), n - 1))
         x, y = w[:-1].copy(), w[1:].copy()
         for i in ignore:
             if i < len(y):

@@ -236,3 +236,16 @@ def test_the_shipped_checkpoint_has_no_extras_and_reads_a_controlled_dataset(tin
         ids = read(test.tune(i))
         assert ids.max() < tok.vocab_size and ids[0] == tok.bos_id and ids[-1] == tok.eos_id
         assert tok.count_notes(tok.decode_ids(ids)) == test.index[i]["n_notes"]
+
+
+def test_windows_without_heads_are_slices_of_the_flat_stream():
+    from melodylm.sequences import Segment
+
+    flat = np.arange(100)
+    starts, lengths = np.array([0, 30, 55, 90]), np.array([30, 25, 35, 10])
+    st = WindowStream([flat], Segment(np.zeros(4, int), starts, lengths, np.zeros(4, int)), {})
+    for p in (0, 12, 29, 30, 54, 70):
+        x, y = st.window(p, 17)
+        assert np.array_equal(x, flat[p:p + 16]) and np.array_equal(y, flat[p + 1:p + 17])
+    x, y = st.window(95, 10)  # past the end: padded, and the padding is never a target
+    assert np.array_equal(y, [96, 97, 98, 99] + [IGNORE] * 5)
