@@ -6,8 +6,8 @@ mistakes raise :class:`melodylm.errors.UserError` and end as one line on stderr 
 2; ``--debug`` shows the traceback instead.
 
 Modules: ``data`` (corpus, tokenize, detokenize), ``training`` (train, evaluate), ``sample``, ``render_cmd``,
-``inspect_cmd``, ``scores`` (bleu, copies, metrics), ``demo``, ``package`` (info, export, import-hf); ``common`` holds
-what they share.
+``inspect_cmd``, ``serve_cmd``, ``scores`` (bleu, copies, metrics), ``demo``, ``package`` (info, export, import-hf);
+``common`` holds what they share.
 """
 
 from __future__ import annotations
