@@ -19,7 +19,7 @@ TINYSOUNDFONT_SPEC ?= tinysoundfont>=0.3.7,<0.4
 .PHONY: install demo test test-fast test-wheel bench bench-quality pretrained help browser
 
 help:
-	@echo "make demo   - install, then run the whole job on the embedded corpus (about 10 min on 2 cores)"
+	@echo "make demo   - install, then run the whole job on the embedded corpus (about 6 min on 2 busy cores)"
 	@echo "make test   - install, then run the test suite and the wheel smoke test"
 	@echo "make test-fast - the suite without the slow end-to-end tests (under a minute on 2 cores)"
 	@echo "make bench  - run the side-by-side benchmarks (see BENCHMARKS.md)"
