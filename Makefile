@@ -74,8 +74,9 @@ bench: install
 bench-quality: install
 	$(BIN)/python bench/quality.py --minutes 30
 
-# The shipped model: checkpoints/pretrained/recipe.toml on the embedded corpus (see its README).
+# The shipped model: checkpoints/pretrained/recipe.toml on the embedded corpus (see its README). It predates
+# controls and infilling, so its dataset is the plain one.
 pretrained: install
-	$(BIN)/melodylm tokenize -o data/default --force
+	$(BIN)/melodylm tokenize -o data/plain --controls none --fim-rate 0 --force
 	$(BIN)/melodylm train --config checkpoints/pretrained/recipe.toml -o runs/pretrained --force
 	cp runs/pretrained/best.pt checkpoints/pretrained/model.pt

@@ -30,7 +30,7 @@ def find_soundfont(soundfont: str | Path | None = None) -> Path:
     if given:
         path = Path(given)
         if not path.is_file():
-            raise RenderError(f"SoundFont {path}: no such file (check --soundfont or $MELODYLM_SOUNDFONT)")
+            raise RenderError(f"SoundFont {path}: no such file (check $MELODYLM_SOUNDFONT)")
         return path
     spec = importlib.util.find_spec("pretty_midi")  # the package's folder, without importing it
     if spec is not None and spec.submodule_search_locations:
