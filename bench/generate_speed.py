@@ -4,6 +4,7 @@
     python bench/generate_speed.py               # 45 minutes on 2 cores shared with other jobs
     python bench/generate_speed.py --rounds 1    # quicker, noisier
     python bench/generate_speed.py --threads 2   # torch's default here; slower when the machine is busy
+    python bench/generate_speed.py --only ours-cache,hf-generate --rounds 5   # the ratio alone
 
 Shape: the GPT of bench/train_speed.py (6 layers, 8 heads, width 256, biases on, exact GELU,
 dropout 0) with a context of 1,024 so that 1,024 new tokens fit without sliding; vocabulary of
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every variant (default 1: on 2 shared cores a second thread "
                              "mostly spins, 2-4x slower per step here)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated variants to run (default: all), e.g. ours-cache,hf-generate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -114,15 +117,22 @@ def main() -> None:
     ours, hf = models(tok)
     grammar = Grammar(tok)
     runs = variants(ours, hf, tok, grammar)
+    if args.only:
+        unknown = sorted(set(args.only.split(",")) - set(runs))
+        if unknown:
+            parser.error(f"--only: unknown variant {', '.join(unknown)}; expected some of {', '.join(runs)}")
+        runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
     plan = [(name, 1, args.tokens) for name in runs]
     plan += [(name, args.batch, args.batch_no_cache_tokens if name == "ours-no-cache" else args.batch_tokens)
-             for name in ("ours-cache", "ours-no-cache", "hf-generate", "ours-cache-constrained")]
+             for name in ("ours-cache", "ours-no-cache", "hf-generate", "ours-cache-constrained") if name in runs]
     load_start = os.getloadavg()[0]
     for name, batch, _ in plan:  # warm-up: allocator, kernels, lazy imports
         runs[name](batch, 8)
     times: dict[tuple[str, int], list[float]] = {(name, batch): [] for name, batch, _ in plan}
     tokens: dict[tuple[str, int], list[list[int]]] = {}
+    loads = []
     for _ in range(args.rounds):
+        loads.append(os.getloadavg()[0])
         for name, batch, n in plan:
             t0 = time.perf_counter()
             tokens[(name, batch)] = runs[name](batch, n)
@@ -135,6 +145,7 @@ def main() -> None:
           f"(REMI); {sum(p.numel() for p in ours.parameters()) / 1e6:.2f}M parameters; the same weights in GPT-2")
     print(f"\n{'variant':<24} {'batch':>5} {'new tokens':>10} {'median s':>9} {'min..max s':>13} {'tokens/s':>9}")
     speed = {}
+    n_of = {(name, batch): n for name, batch, n in plan}
     for name, batch, n in plan:
         t = times[(name, batch)]
         med = statistics.median(t)
@@ -143,16 +154,26 @@ def main() -> None:
     print(f"(median of {args.rounds} interleaved rounds; greedy unless 'sample'; the end token never chosen)")
     for batch in (1, args.batch):
         s = {k[0]: v for k, v in speed.items() if k[1] == batch}
-        print(f"batch {batch}: cache / no-cache {s['ours-cache'] / s['ours-no-cache']:.1f}x, "
-              f"ours / HF generate {s['ours-cache'] / s['hf-generate']:.2f}x, "
-              f"constrained / unconstrained {s['ours-cache-constrained'] / s['ours-cache']:.2f}x"
-              + (f", sampling ours / HF {s['ours-cache-sample'] / s['hf-generate-sample']:.2f}x" if batch == 1 else ""))
-    same = tokens[("ours-cache", 1)] == tokens[("hf-generate", 1)]
-    same_nc = [t[: args.batch_no_cache_tokens] for t in tokens[("ours-cache", args.batch)]] == \
-        tokens[("ours-no-cache", args.batch)]
-    print(f"greedy tokens: ours == HF generate: {same}; cache == no-cache: "
-          f"{tokens[('ours-cache', 1)] == tokens[('ours-no-cache', 1)]} (batch 1), {same_nc} (batch {args.batch})")
-    print(f"load average {load_start:.1f} at the start, {load_end:.1f} at the end")
+        ratios = [(label, a, b) for label, a, b in (
+            ("cache / no-cache", "ours-cache", "ours-no-cache"), ("ours / HF generate", "ours-cache", "hf-generate"),
+            ("constrained / unconstrained", "ours-cache-constrained", "ours-cache"),
+            ("sampling ours / HF", "ours-cache-sample", "hf-generate-sample")) if a in s and b in s]
+        # per round: the two variants ran one after the other, so a busy spell slows both
+        paired = {label: statistics.median(tb / ta * n_of[(a, batch)] / n_of[(b, batch)]
+                                           for ta, tb in zip(times[(a, batch)], times[(b, batch)]))
+                  for label, a, b in ratios}
+        print(f"batch {batch}: " + ", ".join(f"{label} {s[a] / s[b]:.2f}x (per round {paired[label]:.2f}x)"
+                                             for label, a, b in ratios))
+    same = [f"ours == HF generate: {tokens[('ours-cache', 1)] == tokens[('hf-generate', 1)]}"] \
+        if "hf-generate" in runs and "ours-cache" in runs else []
+    if "ours-no-cache" in runs and "ours-cache" in runs:
+        same_nc = [t[: args.batch_no_cache_tokens] for t in tokens[("ours-cache", args.batch)]] == \
+            tokens[("ours-no-cache", args.batch)]
+        same.append(f"cache == no-cache: {tokens[('ours-cache', 1)] == tokens[('ours-no-cache', 1)]} (batch 1), "
+                    f"{same_nc} (batch {args.batch})")
+    print("greedy tokens: " + "; ".join(same))
+    print(f"load average {load_start:.1f} at the start, {load_end:.1f} at the end, "
+          f"median {statistics.median(loads):.1f} at the rounds' starts")
     print(json.dumps({f"{k[0]}@{k[1]}": round(v, 1) for k, v in speed.items()}))
 
 
