@@ -98,7 +98,8 @@ def test_whole_corpus_round_trip_at_grid(corpus_dataset, corpus_files, scheme):
     for split in SPLITS:
         sp = ds.split(split)
         for row in range(len(sp)):
-            model_ids = sp.tune(row)[1:-1]
+            seq = sp.tune(row)
+            model_ids = seq[tok.head_length(seq):-1]  # after BOS and the control tokens
             base = tok.decode_ids(model_ids)
             assert np.array_equal(tok.encode_ids(base), model_ids), "subwords do not round-trip exactly"
             path = manifest[int(sp.index["source"][row])]["path"]
@@ -128,7 +129,7 @@ def test_subword_pieces_never_cross_a_bar(corpus_dataset):
     bar = set(tok._bar_ids.tolist())
     assert len(bar) == 1 and tok.vocab_size > tok.base_vocab_size  # merges were learned
     crossing = []
-    for piece_id in range(tok.vocab_size):
+    for piece_id in range(tok.core_vocab_size):
         base = tok.decode_ids([piece_id]).tolist()
         if any(b in bar for b in base[1:]):
             crossing.append([tok.token_str(b) for b in base])
@@ -143,7 +144,8 @@ def test_dataset_tokens_match_direct_encoding(tiny_dataset):
     for row in range(min(len(sp), 10)):
         path = manifest[int(sp.index["source"][row])]["path"]
         direct = ds.tokenizer.encode_score(load_melody(path).score)
-        assert np.array_equal(sp.tune(row)[1:-1], direct)
+        seq = sp.tune(row)
+        assert np.array_equal(seq[ds.tokenizer.head_length(seq):-1], direct)
         assert sp.tune(row)[0] == ds.tokenizer.bos_id and sp.tune(row)[-1] == ds.tokenizer.eos_id
 
 
