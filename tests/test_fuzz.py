@@ -297,8 +297,9 @@ def test_broken_files_do_not_change_determinism(small_fuzz, tmp_path):
     a = folder_bytes(tmp_path / "a")
     assert a == folder_bytes(tmp_path / "b")
     files = sorted(small_fuzz.iterdir())
-    reordered = tmp_path / "reordered"
-    reordered.mkdir()
+    # the same folder name elsewhere: a tune's style control is its input folder's name
+    reordered = tmp_path / "reordered" / small_fuzz.name
+    reordered.mkdir(parents=True)
     for f in random.Random(2).sample(files, len(files)):  # created in another order on disk
         shutil.copy(f, reordered / f.name)
     build(reordered, tmp_path / "c", workers=1)
