@@ -560,5 +560,7 @@ def render_sample(sample: GeneratedMelody, mid: Path, plot: bool = False, audio:
     return out
 
 
-__all__ = ["GeneratedMelody", "Prompt", "bar_start", "build_sample", "find_default_checkpoint", "generate",
-           "load_prompt", "render_sample", "sample_split_tick", "signature", "validate_options", "write_samples"]
+__all__ = ["FillPlan", "GeneratedMelody", "Prompt", "bar_start", "build_middle_sample", "build_sample",
+           "find_default_checkpoint", "fitted_parts", "generate", "load_prompt", "outcome", "plan_fill",
+           "render_sample", "sample_split_tick", "signature", "transpose_prompt", "validate_options",
+           "write_samples"]

@@ -139,7 +139,7 @@ def check_render_options(plot: bool = False, audio: bool = False, score: bool = 
     """Before the model runs: a bad ``--program`` or a missing engine for ``--plot/--audio/--score`` is one line.
 
     The engines' imports are only looked up (nothing heavy loads); a missing one raises
-    :class:`melodylm.render.MissingExtraError` naming what to install.
+    :class:`melodylm.extras.MissingExtraError` naming what to install.
     """
     from melodylm.extras import require
 
