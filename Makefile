@@ -54,7 +54,7 @@ test: install browser
 	$(MAKE) test-wheel
 
 test-fast: install
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" -n auto
 
 # Build the wheel, install it into a fresh venv (torch linked, not reinstalled), run the card's
 # commands on the defaults from an empty temporary folder.

@@ -169,6 +169,7 @@ def test_method0_warns_like_nltk():
         bleu.corpus_bleu([[[1, 2, 3, 4, 5]]], [[1, 2, 3, 5, 4]])
 
 
+@pytest.mark.slow
 def test_many_references_fast_path_equals_nltk():
     # Enough work to take the numpy path with the default knobs, several chunks of references.
     rng = random.Random(11)
@@ -221,6 +222,7 @@ def _oneills_pitches(limit: int) -> list[list[int]]:
     return seqs
 
 
+@pytest.mark.slow
 def test_real_tunes_match_nltk():
     tunes = _oneills_pitches(100)
     refs, hyps = tunes[:80], [t[: len(t) // 2] for t in tunes[80:92]]

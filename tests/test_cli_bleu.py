@@ -94,6 +94,7 @@ def test_no_samples_exit_2(tmp_path, capsys, monkeypatch):
     assert rc == 2 and "no MIDI files" in err
 
 
+@pytest.mark.slow
 def test_copies_and_metrics_json(workdir, capsys, monkeypatch):
     monkeypatch.chdir(workdir)
     rc, out, _ = _run(capsys, "copies", "samples/new-run", "--min-notes", "12", "--json")

@@ -170,6 +170,7 @@ def test_a_mistake_is_one_line_exit_2_and_debug_raises(work, capsys, monkeypatch
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_real_process_exit_codes_and_tracebacks(work):
     """The same mistake in a real process: exit 2 and one line; with --debug, Python's traceback."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -197,6 +198,7 @@ def folder_bytes(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_no_command_replaces_an_existing_folder_without_force(work, tmp_path, capsys):
     ds, run, smp = tmp_path / "ds", tmp_path / "run", tmp_path / "smp"
     shutil.copytree(work / "data", ds)

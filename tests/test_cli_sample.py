@@ -39,6 +39,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(checkpoint, prompt, tmp_path, capsys) -> None:
     args = ["--checkpoint", checkpoint, "--prompt", prompt, "--prompt-bars", "2", "--n", "3", "--seed", "4",
             "--max-bars", "4", "--max-tokens", "200", "--device", "cpu"]
@@ -87,6 +88,7 @@ def test_sidecar_and_json_summary(checkpoint, prompt, tmp_path, capsys) -> None:
     assert "wrote" in err and "invalid tokens" in err
 
 
+@pytest.mark.slow
 def test_continuation_only_against_keep_prompt(checkpoint, prompt, tmp_path, capsys) -> None:
     base = ["--checkpoint", checkpoint, "--prompt", prompt, "--prompt-bars", "2", "--seed", "3", "--n", "2",
             "--max-tokens", "80", "--json"]

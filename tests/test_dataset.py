@@ -47,6 +47,7 @@ def write_transposed(src: Path, dst: Path, semitones: int) -> None:
 
 
 # --- transposition -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_only_train_tunes_get_transposed_copies(make_dataset):
     ds = Dataset(make_dataset(transpose=(-2, 3)))
     manifest = ds.manifest()
@@ -131,6 +132,7 @@ def test_copies_and_transposed_duplicates_share_a_split(with_duplicates, tmp_pat
     assert len(seen) > 1  # the 12 tunes do not all fall in one split by chance
 
 
+@pytest.mark.slow
 def test_splits_do_not_depend_on_file_names_or_order(corpus_slice, tmp_path):
     build([corpus_slice], tmp_path / "a", split=(0.5, 0.25, 0.25))
     renamed = tmp_path / "renamed"
@@ -164,6 +166,7 @@ def folder_bytes(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
+@pytest.mark.slow
 def test_tokenizing_twice_gives_identical_folders(corpus_slice, tmp_path):
     opts = dict(split=(0.8, 0.1, 0.1), transpose=(-1, 1), subword="bpe", vocab_size=800)
     build([corpus_slice], tmp_path / "one", workers=1, **opts)

@@ -18,6 +18,7 @@ from melodylm.train import lr_at, time_budgeted, train
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
+@pytest.mark.slow
 def test_demo_recipe_trains_on_the_clock(tiny_dataset, tmp_path):
     cfg = demo_train_config(tiny_dataset, tmp_path / "run", train_seconds=4, seed=0)
     # the schedule is a function of the elapsed share of the budget, not of a step count
@@ -60,6 +61,7 @@ def test_metric_ranges_says_whether_samples_rest_like_real_tunes(sample_gaps, in
     assert ranges["notes_per_bar"]["mean"] == pytest.approx(4.0) and ranges["notes_per_bar"]["inside"]
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_writes_the_report(corpus_slice, tmp_path):
     out = tmp_path / "demo"
     report = run_demo(out, train_seconds=3, n_samples=2, seed=0, progress=False, inputs=[str(corpus_slice)])

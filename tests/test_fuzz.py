@@ -190,6 +190,7 @@ def scratch(tmp_path_factory) -> Path:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pick=st.integers(0, 10**6), kind=st.sampled_from(DRAWN_KINDS), rng_seed=st.integers(0, 2**32),
        edits=st.lists(EDIT, max_size=8), mode=st.sampled_from(["auto", "skyline", "all", "track:1"]))
+@pytest.mark.slow
 def test_reader_and_tokenizer_never_raise(seeds, scratch, tokenizer, pick, kind, rng_seed, edits, mode):
     name = sorted(seeds)[pick % len(seeds)]
     data = apply_edits(fuzz_midi.mutate(kind, random.Random(rng_seed), seeds[name]), edits)
@@ -289,6 +290,7 @@ def build(src: Path, out: Path, **options) -> dict:
     return tokenize(TokenizeConfig(inputs=[str(src)], out_dir=str(out), **options), progress=False)
 
 
+@pytest.mark.slow
 def test_broken_files_do_not_change_determinism(small_fuzz, tmp_path):
     """Same inputs twice: byte-identical folders; copied in another order: only the paths differ;
     renamed and shuffled: the same split for every content hash."""
@@ -341,6 +343,7 @@ def _misbehaving_reader(real):
     return load
 
 
+@pytest.mark.slow
 def test_a_crash_or_hang_loses_only_that_file(small_fuzz, corpus_slice, tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
@@ -409,6 +412,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_never_leaves_a_dataset_at_the_target(small_fuzz, tmp_path):
     # 300 files x 50 ms over 2 workers: the build is well under way when the kill comes
     out = tmp_path / "data"
@@ -432,6 +436,7 @@ def test_kill_9_never_leaves_a_dataset_at_the_target(small_fuzz, tmp_path):
     assert Dataset(out).stats["files"] == 300
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_soon_keeps_the_old_folder_and_leaves_no_partial_one(small_fuzz, tmp_path, monkeypatch, capsys):
     # 600 files x 50 ms over 2 workers is >= 15 s of work; Ctrl-C after 1 s must not wait for the
     # queued batches (it used to run every one of them before exiting)

@@ -230,6 +230,7 @@ def test_imported_checkpoint_samples_and_evaluates(tmp_path, tiny_dataset, capsy
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["bits_per_note"] > 0
 
 
+@pytest.mark.slow
 def test_shipped_model_round_trip_fine_tunes_with_init(tmp_path, corpus_slice, capsys) -> None:
     """export the shipped model -> import-hf -> tokenize new files with its tokenizer -> train --init."""
     from melodylm.resources import shipped_model

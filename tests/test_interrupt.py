@@ -65,6 +65,7 @@ def weights_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_continues_exactly(tiny_dataset, tmp_path, capsys):
     out, total = tmp_path / "run", 400
     proc = start(train_argv(tiny_dataset, out, total))

@@ -324,6 +324,7 @@ def test_num_params(arch: str, tie: bool) -> None:
 # --------------------------------------------------- reference: Hugging Face GPT-2
 
 
+@pytest.mark.slow
 def test_gpt_matches_huggingface_gpt2() -> None:
     transformers = pytest.importorskip("transformers")
     config = ModelConfig(arch="gpt", vocab_size=VOCAB, block_size=16, n_layer=2, n_head=4, n_embd=32,

@@ -98,6 +98,7 @@ def test_kde_and_scott_bandwidth():
     assert music._bandwidth(np.array([5.0, 5.0]), 99.0) == 99.0
 
 
+@pytest.mark.slow
 def test_set_comparison_table_and_plot(tmp_path):
     melodies = [SCALE_RUN, WITH_RESTS, [(i, 1, 60 + (i * 7) % 12) for i in range(16)], []]
     ma = music.set_metrics(melodies)

@@ -43,6 +43,7 @@ def distinct_bigrams(train: list[list[int]], order: int) -> int:
     return len(grams)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [2, 3, 4, 5])
 @pytest.mark.parametrize("discount", [0.1, 0.75])
 def test_score_matches_nltk_on_random_queries(order: int, discount: float) -> None:

@@ -61,6 +61,7 @@ def requested_urls(driver) -> list[str]:
     return urls
 
 
+@pytest.mark.slow
 def test_page_generates_shows_and_plays_offline(browser, tmp_path):
     out = tmp_path / "served"
     out.mkdir()

@@ -39,6 +39,7 @@ def test_bad_port_is_one_line(capsys):
     assert "--port 70000" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model checkpoints/pretrained/model.pt is missing")
 def test_serve_on_a_free_port_answers_and_a_taken_port_is_refused(tmp_path):
     pytest.importorskip("uvicorn", reason="the playground needs its extra: pip install 'melodylm[serve]'")

@@ -94,6 +94,7 @@ def post_sample(base: str, fields: dict[str, str], files=None) -> tuple[int, dic
         return e.code, json.loads(e.read())
 
 
+@pytest.mark.slow
 def test_real_server_generates_renders_and_refuses_traversal(tmp_path):
     with served(tmp_path) as base:
         status, body = post_sample(base, {"n": "1", "max_bars": "2", "seed": "1", "tune": "0001-0050_0001.mid",

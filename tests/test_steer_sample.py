@@ -56,6 +56,7 @@ def rows(score) -> set[tuple[int, int, int]]:
 
 # ------------------------------------------------------------------ infilling
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(MODELS))
 def test_fill_keeps_every_note_outside_the_span(arch, tune) -> None:
     tok = steer_tokenizer()
@@ -81,6 +82,7 @@ def test_fill_keeps_every_note_outside_the_span(arch, tune) -> None:
     assert len({tuple(map(tuple, score_notes(s.score).tolist())) for s in samples}) > 1  # sampled, not fixed
 
 
+@pytest.mark.slow
 def test_fill_is_seeded_and_works_at_the_edges(tune, tmp_path) -> None:
     tok = steer_tokenizer()
     model = tiny("gpt", tok, seed=1)

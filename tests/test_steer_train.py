@@ -185,6 +185,7 @@ def first_pitch_probs(model, tok, head: list[int], start: list[int]):
     return {t: p[i] for t, i in tok.base.vocab.items() if t.startswith("Pitch_")}
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_the_key_of_each_style(styled_data, tmp_path):
     """The first pitch after the head follows the asked key and style.
 

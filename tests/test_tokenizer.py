@@ -83,6 +83,7 @@ def corpus_dataset(corpus_files, tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_whole_corpus_round_trip_at_grid(corpus_dataset, corpus_files, scheme):
     import symusic
@@ -119,6 +120,7 @@ def test_whole_corpus_round_trip_at_grid(corpus_dataset, corpus_files, scheme):
     assert not problems, f"{len(problems)} tunes off the grid, e.g. {problems[:5]}"
 
 
+@pytest.mark.slow
 def test_subword_pieces_never_cross_a_bar(corpus_dataset):
     """Every subword piece holds at most one Bar token, and only as its first token.
 
@@ -183,6 +185,7 @@ events = st.lists(st.tuples(st.integers(0, 400), st.integers(1, 200), st.integer
                             st.lists(st.integers(0, 40), min_size=4, max_size=4)), min_size=1, max_size=25)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=events, tpq=st.sampled_from([96, 480]), ts=st.sampled_from([(4, 4), (6, 8), (2, 2), (3, 4)]),
        spread=st.sampled_from([1, 4, 12]))

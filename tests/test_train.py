@@ -138,6 +138,7 @@ def test_training_leaves_the_processor_float_state_alone(tiny_dataset, tmp_path)
 
 
 # --- resume and determinism --------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["lstm", "bilstm", "gpt"])
 def test_resume_equals_uninterrupted(tiny_dataset, tmp_path, arch):
     n = 3
@@ -350,6 +351,7 @@ def test_resume_refuses_what_it_cannot_honour(tiny_dataset, make_dataset, tmp_pa
     assert "--init" in RESUME_HELP
 
 
+@pytest.mark.slow
 def test_resume_max_time_counts_from_now_and_no_loss_reads_none(tiny_dataset, tmp_path, capsys):
     from melodylm.train import summary_line
 
@@ -370,6 +372,7 @@ def test_resume_max_time_counts_from_now_and_no_loss_reads_none(tiny_dataset, tm
     assert "None" not in line and "n/a" in line
 
 
+@pytest.mark.slow
 def test_time_budget_schedule_warms_up_and_decays_within_the_budget(tiny_dataset, tmp_path, capsys):
     """With --max-time the schedule follows the clock: warmup and cosine both end inside the budget."""
     out = tmp_path / "run"
@@ -467,6 +470,7 @@ def test_model_settings_that_do_not_fit_together(tiny_dataset, tmp_path, capsys)
 
 
 # --- fine-tuning from a checkpoint -----------------------------------------------------------------
+@pytest.mark.slow
 def test_init_continues_from_the_given_weights_with_a_fresh_optimizer(tiny_dataset, tmp_path):
     base = tmp_path / "base"
     run(tiny_dataset, base, arch="gpt", max_steps=3)
