@@ -110,10 +110,25 @@ def make_dataset(corpus_slice, tmp_path_factory):
     return build
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C: a job started in the background by a
+    non-interactive shell inherits an ignored SIGINT, which the child would keep."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(make_dataset) -> Path:
     """A REMI dataset of the corpus slice (split 0.8/0.1/0.1, no subwords). Do not modify it."""
     return make_dataset()
+
+
+@pytest.fixture(scope="session")
+def plain_dataset(make_dataset) -> Path:
+    """The same without controls and infilling: training windows are plain slices of the token stream
+    (what ``train.Batches`` replays in the DDP tests). Do not modify it."""
+    return make_dataset(controls="none", fim_rate=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from melodylm.cli import main
 from melodylm.dataset import Dataset
 from melodylm.models import ModelConfig, build_model
 from melodylm.train import Batches, TrainConfig, lr_at
+from conftest import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, MORE = 3, 5
@@ -78,9 +79,9 @@ def close(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
 
 
-def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
+def test_ddp_two_processes_train_and_resume(plain_dataset, tmp_path, capsys):
     out = tmp_path / "ddp"
-    r = torchrun(str(tiny_dataset), "-o", str(out), "--max-steps", str(STEPS), "--json", *ARGS)
+    r = torchrun(str(plain_dataset), "-o", str(out), "--max-steps", str(STEPS), "--json", *ARGS)
     assert r.returncode == 0, r.stderr[-3000:]
     # rank 0 alone reports and writes: one summary line, one JSON line, one set of files
     assert r.stdout.strip().count("\n") == 0
@@ -95,15 +96,15 @@ def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
     rng = ckpt["trainer"]["rng"]
     assert len(rng["batches"]) == len(rng["torch"]) == 2
     assert rng["batches"][0] != rng["batches"][1]
-    tokens = Dataset(tiny_dataset).split("train").tokens
+    tokens = Dataset(plain_dataset).split("train").tokens
     for rank in (0, 1):
         b = Batches(tokens, ckpt["model_config"]["block_size"], 4, 11 * 1000 + rank)
         for _ in range(STEPS):
             b.next()
         assert json.loads(rng["batches"][rank]) == b.rng.bit_generator.state
 
-    both = replay(tiny_dataset, ckpt, STEPS, ranks=(0, 1))
-    alone = replay(tiny_dataset, ckpt, STEPS, ranks=(0,))
+    both = replay(plain_dataset, ckpt, STEPS, ranks=(0, 1))
+    alone = replay(plain_dataset, ckpt, STEPS, ranks=(0,))
     assert close(ckpt["model"], both), "DDP weights should equal the average over both ranks' batches"
     assert not close(ckpt["model"], alone), "DDP weights equal a one-stream run: the ranks shared batches"
 
@@ -113,7 +114,7 @@ def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["step"] == MORE
     assert [h["step"] for h in ckpt["trainer"]["history"]] == [2, STEPS, 4, MORE]
-    assert close(ckpt["model"], replay(tiny_dataset, ckpt, MORE, ranks=(0, 1)))
+    assert close(ckpt["model"], replay(plain_dataset, ckpt, MORE, ranks=(0, 1)))
     assert not list(out.glob(".*.tmp-*"))
 
     # the ranks' batch streams cannot be continued by another number of processes
@@ -124,12 +125,12 @@ def test_ddp_two_processes_train_and_resume(tiny_dataset, tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ddp_ctrl_c_stops_every_rank_at_one_step_and_resumes_exactly(tiny_dataset, tmp_path):
+def test_ddp_ctrl_c_stops_every_rank_at_one_step_and_resumes_exactly(plain_dataset, tmp_path):
     """Ctrl-C in a terminal signals the whole foreground group: torchrun and both ranks."""
     out, total = tmp_path / "ddp", 400
-    cmd, env = torchrun_command(str(tiny_dataset), "-o", str(out), "--max-steps", str(total), *ARGS)
+    cmd, env = torchrun_command(str(plain_dataset), "-o", str(out), "--max-steps", str(total), *ARGS)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     t0 = time.time()
     while not (out / "last.pt").exists():
         assert proc.poll() is None, proc.communicate()[1][-3000:]
@@ -147,10 +148,10 @@ def test_ddp_ctrl_c_stops_every_rank_at_one_step_and_resumes_exactly(tiny_datase
     assert not list(out.glob(".*.tmp-*"))
     # both ranks' batch streams were saved at the same step, and the weights are the 2-rank average
     assert len(ckpt["trainer"]["rng"]["batches"]) == 2
-    assert close(ckpt["model"], replay(tiny_dataset, ckpt, stopped, ranks=(0, 1)))
+    assert close(ckpt["model"], replay(plain_dataset, ckpt, stopped, ranks=(0, 1)))
 
     r = torchrun("-o", str(out), "--resume", "--max-steps", str(stopped + 2), *ARGS)
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = load_checkpoint(out / "last.pt")
     assert resumed["step"] == stopped + 2
-    assert close(resumed["model"], replay(tiny_dataset, resumed, stopped + 2, ranks=(0, 1)))
+    assert close(resumed["model"], replay(plain_dataset, resumed, stopped + 2, ranks=(0, 1)))

@@ -23,6 +23,7 @@ from melodylm.checkpoint import load_checkpoint
 from melodylm.cli import main
 from melodylm.errors import CheckpointError
 from melodylm.train import TrainConfig, train
+from conftest import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
@@ -42,7 +43,8 @@ def start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     return subprocess.Popen([sys.executable, "-m", "melodylm", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+
 
 
 def wait_for(pred, proc: subprocess.Popen, timeout: float = 120.0, poll: float = 0.002) -> None:
