@@ -31,7 +31,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null && echo "keeping installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')" \
 		|| $(BIN)/python -m pip install -q "$(TORCH_SPEC)" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[test,music21,serve,render]"
+	$(BIN)/python -m pip install -q -e ".[test,music21,serve,render,hf]"
 	$(BIN)/python -m pip install -q --no-deps "$(TINYSOUNDFONT_SPEC)"
 	@touch $(STAMP)
 
