@@ -384,7 +384,7 @@ def notes_in_beats(notes: np.ndarray, tpq: int) -> np.ndarray:
     return out
 
 
-def _time_signatures(score) -> list[tuple[int, int, int]]:
+def time_signatures(score) -> list[tuple[int, int, int]]:
     """Valid (tick, numerator, denominator) of a score, sorted, with MIDI's 4/4 before the first."""
     sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
                   if ts.numerator > 0 and ts.denominator > 0)
@@ -413,7 +413,7 @@ def bar_lines(score):
     effect at the next bar line.
     """
     tpq = int(score.ticks_per_quarter)
-    sigs = _time_signatures(score)
+    sigs = time_signatures(score)
     tick, i = 0, 0
     while True:
         yield tick
@@ -518,7 +518,7 @@ def meter_changes(score) -> list[tuple[int, int, int]]:
     out: list[tuple[int, int, int]] = []
     lines = bar_lines(score)
     bar, line = 1, next(lines)
-    for tick, num, den in _time_signatures(score):
+    for tick, num, den in time_signatures(score):
         while line < tick:
             bar, line = bar + 1, next(lines)
         if out and out[-1][0] == bar:

@@ -13,6 +13,7 @@ import numpy as np
 
 from melodylm.errors import UserError
 from melodylm.extras import MissingExtraError  # noqa: F401  (re-exported by melodylm.render)
+from melodylm.midi import time_signatures
 
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
@@ -55,15 +56,6 @@ class Bar:
     num: int
     den: int
     number: int  # 1-based as a musician counts; a pickup bar is number 0
-
-
-def time_signatures(score) -> list[tuple[int, int, int]]:
-    """Sorted (tick, numerator, denominator) of valid time signatures, 4/4 at 0 when the file has none there."""
-    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures
-                  if ts.numerator > 0 and ts.denominator > 0)
-    if not sigs or sigs[0][0] > 0:
-        sigs.insert(0, (0, 4, 4))
-    return sigs
 
 
 def detect_pickup(score) -> int:
