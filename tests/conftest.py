@@ -110,6 +110,24 @@ def make_dataset(corpus_slice, tmp_path_factory):
     return build
 
 
+def wait_for_http(url: str, proc, timeout: float = 60.0, request_timeout: float = 2.0) -> bytes:
+    """GET ``url`` until the server in ``proc`` (a Popen with text stdout) answers; its body.
+
+    Fails with the server's output when the process ends or ``timeout`` seconds pass first.
+    """
+    import time
+    import urllib.request
+
+    end = time.time() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=request_timeout).read()
+        except OSError:
+            if proc.poll() is not None or time.time() > end:
+                raise AssertionError(f"server did not answer {url}: {proc.stdout.read()}") from None
+            time.sleep(0.1)
+
+
 def default_sigint() -> None:
     """``preexec_fn`` for a child that must see Ctrl-C: a job started in the background by a
     non-interactive shell inherits an ignored SIGINT, which the child would keep."""

@@ -6,12 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, wait_for_http
 from melodylm.cli import main
 
 SHIPPED = REPO / "checkpoints" / "pretrained" / "model.pt"
@@ -53,15 +51,7 @@ def test_serve_on_a_free_port_answers_and_a_taken_port_is_refused(tmp_path):
         base = line.split()[2].rstrip("/")
         port = int(base.rsplit(":", 1)[1])
         assert port > 0
-        end = time.time() + 60
-        while True:
-            try:
-                body = json.loads(urllib.request.urlopen(base + "/api/checkpoints", timeout=5).read())
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > end:
-                    raise AssertionError(f"server did not answer: {proc.stdout.read()}")
-                time.sleep(0.2)
+        body = json.loads(wait_for_http(base + "/api/checkpoints", proc, 60, request_timeout=5))
         assert body["checkpoints"][0]["name"] == "pretrained"
         taken = subprocess.run([sys.executable, "-m", "melodylm", "serve", "--port", str(port)], cwd=tmp_path,
                                env=env, capture_output=True, text=True, timeout=120)

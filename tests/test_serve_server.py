@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the playground needs its extra: pip install 'melodylm[serve]'")
 pytest.importorskip("uvicorn", reason="the playground needs uvicorn (extra 'serve')")
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, wait_for_http  # noqa: E402
 
 SHIPPED = REPO / "checkpoints" / "pretrained" / "model.pt"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model checkpoints/pretrained/model.pt is missing")
@@ -43,15 +43,7 @@ def served(out_dir: Path, timeout: float = 60):
         line = proc.stdout.readline()
         url = f"http://127.0.0.1:{port}/"
         assert line.startswith(f"melodylm playground: {url}"), line
-        end = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > end:
-                    raise AssertionError(f"server did not start: {proc.stdout.read()}")
-                time.sleep(0.1)
+        wait_for_http(url, proc, timeout)
         yield url.rstrip("/")
     finally:
         proc.terminate()
