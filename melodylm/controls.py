@@ -5,8 +5,9 @@ Each tune gets a controls dict, stored in the dataset manifest::
     {"key": "D minor", "key_source": "file", "meter": "6/8", "meter_source": "file",
      "style": "oneills1850"}
 
-``key`` comes from the file's first key signature when it has one (``key_source: "file"``),
-else from the notes (:func:`melodylm.keys.estimate_key`, ``key_source: "estimated"``); ``meter``
+``key`` comes from the file's first key signature when it has one and the notes agree with it
+(``key_source: "file"``), else from the notes (Krumhansl-Schmuckler, :mod:`melodylm.keys`,
+``key_source: "estimated"``, with the overruled signature's key as ``file_key``); ``meter``
 is the first time signature (MIDI's 4/4 when the file has none, ``meter_source: "default"``);
 ``style`` is a label per input folder.
 
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.errors import DataError, UserError
-from melodylm.keys import Key, all_keys, estimate_key, key_from_signature, parse_key
+from melodylm.keys import Key, all_keys, key_correlations, key_from_signature, parse_key, pitch_class_histogram
 
 KINDS = ("key", "meter", "style")
 PREFIXES = {"key": "Key_", "meter": "Meter_", "style": "Style_"}
@@ -47,6 +48,13 @@ CUT = "WINDOW_CUT"
 # subsets of (key, meter, style) are equally frequent (12.5% each), so the model learns every
 # combination a user may ask for, including none. A default chosen by that argument, not tuned.
 CONTROL_DROPOUT = 0.5
+# The file's key signature names the key only when the notes do not contradict it. Measured on every
+# 4th file of the embedded corpora (music21's ABC converted to MIDI): the signature's key is the
+# Krumhansl-Kessler estimate for 85.7% of O'Neill's tunes (E dorian written with two sharps reads as
+# D major) and 58.5% of Essen's, where 2,126 of 2,129 signatures say major (49 "G major" tunes
+# estimate as G minor). Labels the estimator disagrees with teach "--key E minor" to write D major,
+# and adherence is judged by the same estimator. 0.02 keeps the file's key when it is a near tie.
+KEY_SIGNATURE_MARGIN = 0.02
 _STYLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _METER_RE = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
 
@@ -60,19 +68,41 @@ def key_name(key: Key) -> str:
 def derive_controls(score, style: str) -> dict:
     """Controls of a one-melody symusic Score (see the module docstring for the fields)."""
     out: dict = {"key": None, "key_source": None, "meter": "4/4", "meter_source": "default", "style": style}
+    notes = [tr.notes.numpy() for tr in score.tracks if len(tr.notes)]
+    file_key = None
     if len(score.key_signatures):
-        ks = min(score.key_signatures, key=lambda k: k.time)
-        out["key"], out["key_source"] = key_name(key_from_signature(ks)), "file"
-    else:
-        notes = [tr.notes.numpy() for tr in score.tracks if len(tr.notes)]
-        if notes:
-            pitches = np.concatenate([n["pitch"] for n in notes])
-            durations = np.concatenate([n["duration"] for n in notes])
-            out["key"], out["key_source"] = key_name(estimate_key(pitches, durations)), "estimated"
+        file_key = key_from_signature(min(score.key_signatures, key=lambda k: k.time))
+    if notes:
+        pitches = np.concatenate([n["pitch"] for n in notes])
+        durations = np.concatenate([n["duration"] for n in notes])
+        key, source = key_of_notes(pitches, durations, file_key)
+        out["key"], out["key_source"] = key_name(key), source
+        if source == "estimated" and file_key is not None:
+            out["file_key"] = key_name(file_key)  # the signature the notes overruled
+    elif file_key is not None:
+        out["key"], out["key_source"] = key_name(file_key), "file"
     if len(score.time_signatures):
         ts = min(score.time_signatures, key=lambda t: t.time)
         out["meter"], out["meter_source"] = f"{int(ts.numerator)}/{int(ts.denominator)}", "file"
     return out
+
+
+def key_of_notes(pitches, durations, file_key: Key | None) -> tuple[Key, str]:
+    """A tune's key and where it came from: ``(key, "file")`` or ``(key, "estimated")``.
+
+    The file's key is kept when its Krumhansl-Kessler correlation is within
+    :data:`KEY_SIGNATURE_MARGIN` of the best key's; otherwise the notes' estimate wins. A key
+    signature fixes a set of pitches, not a tonic or a mode, and the signatures of these corpora
+    are often not the tune's key (see :data:`KEY_SIGNATURE_MARGIN`).
+    """
+    r = key_correlations(pitch_class_histogram(pitches, durations))
+    keys = all_keys()
+    best = keys[int(np.argmax(r))]
+    if file_key is not None:
+        i = next(j for j, k in enumerate(keys) if k == file_key)
+        if r[i] >= r.max() - KEY_SIGNATURE_MARGIN:
+            return file_key, "file"
+    return best, "estimated"
 
 
 def transpose_controls(controls: dict, semitones: int) -> dict:

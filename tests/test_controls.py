@@ -36,6 +36,19 @@ def test_key_estimated_without_a_signature(tmp_path):
     assert (c["key"], c["key_source"], c["meter"], c["meter_source"]) == ("A minor", "estimated", "3/4", "file")
 
 
+def test_notes_overrule_a_signature_they_contradict(tmp_path):
+    # E minor notes (E, G, B weighted) under a one-sharp signature whose mode says major: the file
+    # claims G major, the notes say E minor; a signature that matches the notes is kept.
+    e_minor = [(i * 1.0, 2.0 if p in (64, 71) else 1.0, p) for i, p in enumerate([64, 66, 67, 71, 64, 69, 71, 64, 62, 64])]
+    for notes, sig, want in [(e_minor, (1, 0), ("E minor", "estimated", "G major")),
+                             (e_minor, (1, 1), ("E minor", "file", None))]:
+        path = write_midi(tmp_path / f"{sig}.mid", [Part(notes)])
+        score = symusic.Score(str(path))
+        score.key_signatures.append(symusic.KeySignature(0, *sig))
+        c = derive_controls(score, "x")
+        assert (c["key"], c["key_source"], c.get("file_key")) == want
+
+
 def test_meter_defaults_to_four_four_and_no_notes_no_key():
     c = derive_controls(symusic.Score(480), "x")
     assert (c["key"], c["key_source"], c["meter"], c["meter_source"]) == (None, None, "4/4", "default")
