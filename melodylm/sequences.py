@@ -68,15 +68,15 @@ def fim_cut(tok, base_ids: np.ndarray, rate: float, rng: np.random.Generator):
     handle (miditok tokens that differ when a middle is added) stays plain.
     """
     from melodylm.errors import UserError
-    from melodylm.infill import choose_span, count_bars, fim_parts
+    from melodylm.infill import FIM_SPAN_BARS, FIM_SUFFIX_BARS, choose_span, count_bars, fim_parts
 
     if rate <= 0:
         return None, None
-    span = choose_span(lambda: count_bars(tok.decode_score(base_ids)), rng, rate)
+    span = choose_span(lambda: count_bars(tok.decode_score(base_ids)), rng, rate, max_bars=FIM_SPAN_BARS)
     if span is None:
         return None, None
     try:
-        return span, fim_parts(tok, base_ids, span)
+        return span, fim_parts(tok, base_ids, span, suffix_bars=FIM_SUFFIX_BARS)
     except (AssertionError, ValueError, UserError):
         return None, None
 
