@@ -536,6 +536,19 @@ class Split:
         return np.flatnonzero(self.index["transpose"] == 0)
 
 
+def _extras_by_name(ours: MelodyTokenizer, theirs: MelodyTokenizer):
+    """Reader mapping ``ours``' extra ids to ``theirs``' ids of the same name (dropping unknown ones)."""
+    table = np.arange(ours.vocab_size, dtype=np.int64)
+    if ours.extra is not None:
+        for i, name in enumerate(ours.extra.tokens):
+            table[ours.extra.offset + i] = theirs.extra.id(name) if theirs.extra.has(name) else -1
+
+    def read(ids) -> np.ndarray:
+        out = table[np.asarray(ids, dtype=np.int64)]
+        return out[out >= 0]
+    return read
+
+
 class Dataset:
     """A dataset folder made by :func:`tokenize`, checked on open."""
 
@@ -611,7 +624,11 @@ class Dataset:
     def reader_for(self, tokenizer: MelodyTokenizer):
         """A function turning this dataset's stored sequences into ``tokenizer``'s model ids.
 
-        The identity when the tokenizers are the same. For a model trained without controls
+        The identity when the tokenizers are the same. When both have the same base tokens and the
+        model has control tokens of its own (trained on other or more tunes: the shipped model's
+        styles and meters are O'Neill's and Essen's), each control token is mapped by name to the
+        model's, and one the model never saw (a style it does not know) is left out, as an
+        unasked control. For a model trained without controls
         (``tokenizer`` has no extras) on a dataset that has them, the control tokens are dropped:
         a held-out tune ``BOS controls tune EOS`` becomes ``BOS tune EOS``, exactly the plain
         tokens (not for ``train.fim.bin``, whose order is rearranged). Anything else is a UserError.
@@ -621,6 +638,8 @@ class Dataset:
             return lambda ids: np.asarray(ids, dtype=np.int64)
         if tokenizer.extra is None and ours.fingerprint(extras=False) == tokenizer.fingerprint():
             return ours.strip
+        if tokenizer.extra is not None and ours.fingerprint(extras=False) == tokenizer.fingerprint(extras=False):
+            return _extras_by_name(ours, tokenizer)
         raise UserError(f"dataset {self.dir} was tokenized with another tokenizer than the model's: "
                         "evaluate on the dataset it was trained on (or re-tokenize with the same settings)")
 

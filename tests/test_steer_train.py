@@ -183,6 +183,26 @@ def test_a_model_without_controls_reads_a_controlled_dataset(styled_data):
     assert np.array_equal(read(seq), ds.tokenizer.strip(seq)) and len(read(seq)) == len(seq) - 3
 
 
+def test_a_model_with_other_controls_reads_a_dataset_by_token_name(styled_data):
+    """A model trained on more tunes (more styles, in another id order) reads a dataset's control
+    tokens by name; a style it does not know is left out, as if not asked for."""
+    ds = Dataset(styled_data)
+    ours = ds.tokenizer
+    model_tok = ours.without_extra()
+    model_tok.set_extra([{"key": "G major", "meter": "4/4", "style": "aaa"},
+                         {"key": "D minor", "meter": "4/4", "style": "sunny"}])
+    read = ds.reader_for(model_tok)
+    for i in range(len(ds.split("test"))):
+        seq = ds.split("test").tune(i)
+        names = [ours.extra.name(int(t)) for t in seq[1:4]]
+        out = read(seq)
+        want = [model_tok.extra.id(n) for n in names if model_tok.extra.has(n)]
+        assert out[0] == seq[0] and list(out[1:1 + len(want)]) == want
+        assert np.array_equal(out[1 + len(want):], seq[4:])
+    assert {ours.extra.name(int(ds.split("test").tune(i)[3])) for i in range(len(ds.split("test")))} == {
+        "Style_misty", "Style_sunny"}  # both cases above were met
+
+
 def first_pitch_probs(model, tok, head: list[int], start: list[int]):
     """Probabilities of the pitch tokens after ``head`` and the tune's first tokens before its first pitch."""
     import torch
