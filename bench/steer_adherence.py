@@ -21,6 +21,7 @@ import sys
 
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
+from melodylm.controls import GUIDANCE  # noqa: E402
 from melodylm.errors import UserError  # noqa: E402
 from melodylm.generate import generate  # noqa: E402
 from melodylm.keys import parse_key  # noqa: E402
@@ -33,7 +34,7 @@ def adherence(args, kind: str, value: str) -> dict:
     """Sample ``args.n`` melodies asking ``kind=value``; count those that came out as asked."""
     try:
         samples = generate(args.checkpoint, n=args.n, max_bars=args.bars, seed=args.seed, top_p=args.top_p,
-                           **{kind: value})
+                           guidance=args.guidance, **{kind: value})
     except UserError as e:
         return {"asked": f"{kind} {value}", "error": str(e)}
     if kind == "key":
@@ -56,13 +57,14 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight (0 = off)")
     args = ap.parse_args()
     rows = []
     for kind, values in (("key", args.keys), ("meter", args.meters)):
         for value in values.split(","):
             rows.append(adherence(args, kind, value))
     print(f"\n{args.checkpoint}: {args.n} samples per value, {args.bars} bars from nothing, top-p {args.top_p}, "
-          f"seed {args.seed}\n")
+          f"seed {args.seed}, guidance {args.guidance:g}\n")
     print("| asked | samples in it | share |")
     print("|---|---|---|")
     for r in rows:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from melodylm.controls import GUIDANCE
 from melodylm.errors import UserError
 from melodylm.midi import bar_start  # noqa: F401  (re-exported: prompts are cut at bar lines)
 # re-exported: the default model of sample (the newest ./checkpoints run, else the shipped model)
@@ -356,8 +357,10 @@ def outcome(tokenizer, new_base, prompt: Prompt | None) -> dict:
 def validate_options(n: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                      max_tokens: int | None = 1024, max_notes: int | None = None, max_bars: int | None = None,
                      prompt_bars: int | None = None, prompt_notes: int | None = None,
-                     prompt_start_bar: int | None = None) -> None:
+                     prompt_start_bar: int | None = None, guidance: float = 0.0) -> None:
     """Raise :class:`UserError` naming the flag for impossible values."""
+    if not (guidance >= 0 and math.isfinite(guidance)):
+        raise UserError(f"--guidance {guidance}: must be 0 (off) or a positive number")
     if n < 1:
         raise UserError(f"--n {n}: must be at least 1")
     if not (temperature > 0 and math.isfinite(temperature)):
@@ -381,7 +384,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
              seed: int = 0, constrain: bool = True, keep_prompt: bool = True, melody: str = "auto",
              prompt_bars: int | None = None, prompt_notes: int | None = None, prompt_start_bar: int | None = None,
              device: str | torch.device = "cpu", use_cache: bool = True, fill: str | tuple[int, int] | None = None,
-             key: str | None = None, meter: str | None = None, style: str | None = None) -> list[GeneratedMelody]:
+             key: str | None = None, meter: str | None = None, style: str | None = None,
+             guidance: float = GUIDANCE) -> list[GeneratedMelody]:
     """Generate ``n`` melodies in one batch and return them as :class:`GeneratedMelody` (``.score`` is a symusic Score).
 
     Args:
@@ -404,6 +408,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
             before and after; every note outside them is kept.
         key, meter, style: controls the model was trained with (``"D minor"``, ``"6/8"``, a
             style name), put after BOS; ``key`` with a prompt first moves the prompt into that key.
+        guidance: classifier-free guidance weight for asked controls (0 = off; see
+            :func:`melodylm.sampling.generate_ids`); nothing changes when no control is asked.
     """
     from melodylm.checkpoint import checkpoint_path, file_hash, load_model
     from melodylm.controls import resolve_request
@@ -412,7 +418,7 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     from melodylm import __version__
 
     validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes,
-                     prompt_start_bar)
+                     prompt_start_bar, guidance)
     span = parse_span(fill) if isinstance(fill, str) else (tuple(fill) if fill is not None else None)
     if span is not None:
         _check_fill_options(constrain, keep_prompt, max_bars)
@@ -441,6 +447,9 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         p_ids, p_base = plan.prompt_ids, plan.parts.prefix.tolist()
     else:
         p_ids = head + (tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else [])
+    uncond = None  # the same prompt without control tokens, for guidance
+    if guidance > 0 and asked:
+        uncond = [tok.bos_id] + [int(i) for i in p_ids[len(head):]]
     grammar = Grammar(tok, dev)
     if max_bars is not None and not grammar.has_pos:
         raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
@@ -448,12 +457,14 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     seqs = generate_ids(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
                         constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
-                        prompt_base=p_base, grammar=grammar, middle=plan.middle if plan else None)
+                        prompt_base=p_base, grammar=grammar, middle=plan.middle if plan else None,
+                        guidance=guidance if use_cache else 0.0, unconditional=uncond)
     info["options"] = dict(n=n, max_tokens=max_tokens, max_notes=max_notes, max_bars=max_bars,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, constrain=constrain,
                            keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
                            prompt_notes=prompt_notes, use_cache=use_cache,
-                           fill=f"{span[0]}:{span[1]}" if span else None)
+                           fill=f"{span[0]}:{span[1]}" if span else None,
+                           guidance=guidance if uncond is not None and use_cache else 0.0)
     info["prompt"] = None if prompt is None else {
         "file": prompt.path, "notes": prompt.n_notes, "beats": round(prompt.beats, 6), "tokens": len(p_ids),
         "cut": prompt.cut, "dropped_pitches": prompt.dropped_pitches, "tempo": prompt.tempo,

@@ -101,7 +101,8 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
                      generator: torch.Generator | None = None, device: str | torch.device = "cpu", *,
                      constrain: bool = True, max_notes: int | None = None, max_bars: int | None = None,
                      use_cache: bool = True, ignore_eos: bool = False, prompt_base: list[int] | None = None,
-                     grammar: Grammar | None = None, middle: MiddleBars | None = None) -> list[GeneratedIds]:
+                     grammar: Grammar | None = None, middle: MiddleBars | None = None, guidance: float = 0.0,
+                     unconditional: list[int] | None = None) -> list[GeneratedIds]:
     """Generate ``n`` continuations of ``prompt`` (model ids; BOS is prepended when missing) in one batch.
 
     Prefill once, then one token per step for every sequence still running; a sequence stops
@@ -116,6 +117,13 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     (a reference and a benchmark baseline). ``ignore_eos`` never ends before ``max_new_tokens``
     (benchmarks). ``middle`` writes the middle of a tune (:class:`MiddleBars`, ``prompt_base`` the
     prefix's base tokens). Control and sentinel ids are never drawn: asked controls go in the prompt.
+
+    ``guidance`` > 0 with ``unconditional`` (the same prompt without its control tokens) samples
+    with classifier-free guidance (Ho & Salimans 2022): a second batch reads the prompt without
+    controls, and each step draws from ``logits + guidance * (logits - unconditional logits)``,
+    i.e. p(x | controls) * (p(x | controls) / p(x))^guidance, which pushes further from what the
+    model writes when no control is asked. Training drops each control at random, so the same model
+    gives both; guidance costs a second decode per token.
     """
     dev = torch.device(device)
     bos, eos = tokenizer.bos_id, tokenizer.eos_id
@@ -140,9 +148,17 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, ids or -1) of each step
     idx = torch.tensor([prompt], dtype=torch.long, device=dev).expand(n, P)
     ctx = getattr(model, "max_context", None)
+    guided = guidance > 0 and unconditional is not None
+    if guided and not use_cache:
+        raise ValueError("guidance decodes two batches with their caches: use_cache=True")
     if use_cache:
         state = model.init_state(n, dev)
         logits, state = model.prefill(idx, state)
+        if guided:
+            u = [int(i) for i in unconditional]
+            u = u if u and u[0] == bos else [bos] + u
+            ustate = model.init_state(n, dev)
+            ulogits, ustate = model.prefill(torch.tensor([u], dtype=torch.long, device=dev).expand(n, len(u)), ustate)
     else:
         seq = idx.clone()
         logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
@@ -152,6 +168,8 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     while t < limit:
         remaining_after = limit - t - 1
         lg = logits.float()
+        if guided:
+            lg = lg + guidance * (lg - ulogits.float())
         if constrain:
             lg = lg.masked_fill(~_allowed(g, st, remaining_after, max_notes, ignore_eos, extra, middle), float("-inf"))
         elif ignore_eos:
@@ -183,10 +201,14 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
                 st = {k: v.index_select(0, keep) for k, v in st.items()}
                 if use_cache:
                     state = _select(state, keep)
+                    if guided:
+                        ustate = _select(ustate, keep)
                 else:
                     seq = seq.index_select(0, keep)
         if use_cache:
             logits, state = model.decode(nxt[:, None], state)
+            if guided:
+                ulogits, ustate = model.decode(nxt[:, None], ustate)
         else:
             seq = torch.cat([seq, nxt[:, None]], dim=1)
             logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]

@@ -194,6 +194,40 @@ def test_each_control_changes_the_sampling_distribution(kind, values) -> None:
     assert probe.inputs[0][1:] == [tok.extra.id(t) for t in ("Key_D_minor", "Meter_6/8", "Style_jigs")]
 
 
+class GuidanceProbe(ControlProbe):
+    """Pitch 60 gets logit 2 always; pitch 62 gets 1.5 after the control, 0 without it."""
+
+    def _logits(self, seen: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(seen.size(0), self.V)
+        p60, p62 = (self.pitch_id[c] for c in sorted(self.pitch_id))
+        for b in range(seen.size(0)):
+            out[b, p60] = 2.0
+            out[b, p62] = 1.5 if any(int(i) in self.pitch_id for i in seen[b].tolist()) else 0.0
+        return out
+
+
+def test_guidance_pushes_towards_what_the_control_adds() -> None:
+    tok = steer_tokenizer()
+    key = tok.extra.id("Key_D_minor")
+    probe = GuidanceProbe(tok, {key: 60, key + 10**6: 62})  # second entry only names pitch 62
+    first = {}
+    for w in (0.0, 1.0):
+        probe.inputs.clear()
+        s = generate(probe, None, n=2, tokenizer=tok, max_notes=1, top_k=1, key="D minor", guidance=w)
+        first[w] = {int(p) for x in s for p in score_notes(x.score)[:, 2]}
+        assert s[0].info["options"]["guidance"] == w
+        # guided: a second batch read the same prompt without its control token
+        assert probe.inputs == ([[tok.bos_id, key]] * 2 + ([[tok.bos_id]] * 2 if w else []))
+    # greedy: 60 (logit 2 > 1.5) unguided; guided, 62 gets 1.5 + 1.0 * (1.5 - 0) = 3 > 2
+    assert first == {0.0: {60}, 1.0: {62}}
+    # without an asked control there is nothing to guide: one batch, the plain samples
+    probe.inputs.clear()
+    s = generate(probe, None, n=1, tokenizer=tok, max_notes=1, top_k=1, guidance=2.0)
+    assert probe.inputs == [[tok.bos_id]] and s[0].info["options"]["guidance"] == 0.0
+    with pytest.raises(UserError, match="--guidance -1"):
+        generate(probe, None, n=1, tokenizer=tok, key="D minor", guidance=-1.0)
+
+
 def test_key_with_a_prompt_moves_the_prompt_first(tune) -> None:
     tok = steer_tokenizer()
     model = tiny("gpt", tok)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from melodylm.cli.common import add_command, print_json
+from melodylm.controls import GUIDANCE
 
 
 def register_sample(sub):
@@ -46,6 +47,9 @@ def register_sample(sub):
     p.add_argument("--key", default=None, help='ask for a key, e.g. "D minor" (a prompt is moved into it first)')
     p.add_argument("--meter", default=None, help="ask for a meter, e.g. 6/8")
     p.add_argument("--style", default=None, help="ask for a style the model was trained on, e.g. oneills1850")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help=f"how hard asked controls steer: classifier-free guidance weight, 0 = off "
+                        f"(default {GUIDANCE:g})")
     p.add_argument("--no-constraint", action="store_true",
                    help="sample any token, even where the grammar forbids it (research; files may lose notes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -71,7 +75,7 @@ def run_sample(args) -> int:
         prompt_start_bar=args.prompt_start_bar, device=args.device,
         plot=args.plot, audio=args.audio, score=args.score, program=args.program,
         force=args.force, flags=flags, fill=args.fill, key=args.key, meter=args.meter,
-        style=args.style))
+        style=args.style, guidance=args.guidance))
     if r["dropped_pitches"]:
         d = r["dropped_pitches"]
         print(f"melodylm: {args.prompt}: {len(d)} prompt note(s) outside the model's pitch range were dropped "

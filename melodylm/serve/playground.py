@@ -54,6 +54,7 @@ class SampleRequest:
     key: str | None = None  # controls of models trained with them: "D minor", "6/8", a style name
     meter: str | None = None
     style: str | None = None
+    guidance: float | None = None  # None: melodylm.controls.GUIDANCE (``melodylm sample --guidance``)
 
 
 def _parse(name: str, raw: str | None, kind: type, default: Any) -> Any:
@@ -69,7 +70,7 @@ def _parse(name: str, raw: str | None, kind: type, default: Any) -> Any:
 def parse_request(fields: dict[str, str | None]) -> SampleRequest:
     """Form fields (strings; empty means default) -> :class:`SampleRequest`, or :class:`UserError`."""
     known = {"n", "prompt_bars", "max_bars", "max_tokens", "temperature", "top_p", "seed", "checkpoint", "tune",
-             *STEERING}
+             "guidance", *STEERING}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise UserError(f"unknown field {unknown[0]!r}: use {', '.join(sorted(known))} and the file 'prompt'")
@@ -85,6 +86,7 @@ def parse_request(fields: dict[str, str | None]) -> SampleRequest:
         seed=_parse("seed", fields.get("seed"), int, 0),
         checkpoint=(fields.get("checkpoint") or "").strip() or None,
         tune=(fields.get("tune") or "").strip() or None,
+        guidance=_parse("guidance", fields.get("guidance"), float, None),
         **text,
     )
 
@@ -280,7 +282,8 @@ class Playground:
         samples = generate(model, prompt, req.n, tokenizer=tok, max_tokens=max_tokens, max_bars=req.max_bars,
                            temperature=req.temperature, top_p=req.top_p, seed=req.seed,
                            prompt_bars=req.prompt_bars, device=self.device, fill=req.fill, key=req.key,
-                           meter=req.meter, style=req.style)
+                           meter=req.meter, style=req.style,
+                           **({} if req.guidance is None else {"guidance": req.guidance}))
         for s in samples:
             s.info.update(checkpoint=str(self.checkpoints[name]), checkpoint_hash=digest)
         decode_s = time.perf_counter() - t0

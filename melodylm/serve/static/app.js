@@ -77,7 +77,7 @@ function onSource() {
 function formData() {
   const fd = new FormData();
   for (const k of ["n", "temperature", "top_p", "seed", "checkpoint"]) fd.append(k, $(k).value);
-  for (const k of ["max_bars", "fill", "key", "meter", "style"]) if (!$(k).disabled && $(k).value.trim()) fd.append(k, $(k).value.trim());
+  for (const k of ["max_bars", "fill", "key", "meter", "style", "guidance"]) if (!$(k).disabled && $(k).value.trim()) fd.append(k, $(k).value.trim());
   const src = source();
   if (src !== "none" && $("prompt_bars").value) fd.append("prompt_bars", $("prompt_bars").value);
   if (src === "tune") {
