@@ -20,7 +20,7 @@ BUNDLE = [
     ("corpora", "corpora", "README.md"),
     ("checkpoints/pretrained", "checkpoints/pretrained", "model.pt"),
     ("checkpoints/pretrained", "checkpoints/pretrained", "README.md"),
-    ("checkpoints/pretrained", "checkpoints/pretrained", "recipe.toml"),
+    ("checkpoints/pretrained", "checkpoints/pretrained", "recipe*.toml"),
 ]
 REQUIRED = ("corpora/oneills1850/*.mid", "checkpoints/pretrained/model.pt")
 

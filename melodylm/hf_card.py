@@ -7,20 +7,23 @@ from typing import Any
 
 from melodylm.tokenizer import MelodyTokenizer
 
-EMBEDDED_CORPUS = ("O'Neill's *Music of Ireland* (1903), 2,009 Irish traditional melodies, one MIDI file per "
-                   "tune: the corpus embedded in melodylm, converted from the ABC transcriptions bundled with "
-                   "music21")
-EMBEDDED_LICENCE = ("The 1903 book is in the public domain. The ABC encodings it was converted from are "
-                    "distributed by music21 \"with the permission of the encoders\", some possibly with "
-                    "restrictions on commercial use; the same applies to this corpus and to models trained on "
-                    "it. Use it for research and teaching; check before commercial use.")
+# The dataset of the shipped model (`make pretrained`): a checkpoint trained on data with its fingerprint
+# gets these two paragraphs in its card.
+EMBEDDED_CORPUS = ("the corpora embedded in melodylm's repository, converted from the ABC transcriptions bundled "
+                   "with music21: O'Neill's *Music of Ireland* (1903, 2,009 Irish traditional melodies) and the "
+                   "Essen folk song collection (8,514 songs, mostly German), each training tune also transposed "
+                   "by -3..+3 semitones")
+EMBEDDED_LICENCE = ("O'Neill's 1903 book is in the public domain; music21 distributes the ABC encodings \"with the "
+                    "permission of the encoders\", some possibly with restrictions on commercial use. The Essen "
+                    "collection is distributed by music21 with permission for non-commercial use only. The same "
+                    "applies to models trained on them: research and teaching, not commercial use.")
 RECIPE_KEYS = ("arch", "size", "batch_size", "grad_accum", "learning_rate", "min_lr_ratio", "warmup_steps",
                "lr_decay_steps", "weight_decay", "beta1", "beta2", "grad_clip", "max_steps", "max_time", "seed",
                "precision")
 
 
 def _embedded_fingerprint() -> str | None:
-    """Dataset fingerprint of `melodylm tokenize` on defaults: the one the shipped model records."""
+    """Dataset fingerprint the shipped model records (its `make pretrained` dataset)."""
     from melodylm.checkpoint import load_checkpoint
     from melodylm.errors import UserError
     from melodylm.resources import shipped_model

@@ -107,14 +107,28 @@ def test_export_folder_files_card_and_miditok(tmp_path, tok) -> None:
     export_hf(ckpt, tmp_path / "hf", force=True)
 
 
-def test_shipped_model_card_names_the_corpus_licence(tmp_path) -> None:
+def test_card_of_a_model_on_the_shipped_models_data_names_its_corpora_and_licence(tmp_path, tok) -> None:
     from melodylm.resources import shipped_model
 
     if shipped_model() is None:
         pytest.skip("no shipped model")
-    export_hf(shipped_model(), tmp_path / "hf")
+    ckpt = make_checkpoint(tmp_path / "m.pt", tok)
+    payload = load_checkpoint(ckpt)
+    payload["data_fingerprint"] = load_checkpoint(shipped_model())["data_fingerprint"]
+    save_checkpoint(ckpt, payload)
+    export_hf(ckpt, tmp_path / "hf")
     card = (tmp_path / "hf" / "README.md").read_text()
-    assert "O'Neill" in card and "public domain" in card and "commercial use" in card
+    assert "O'Neill" in card and "Essen" in card and "public domain" in card and "non-commercial" in card
+
+
+def test_the_shipped_lstm_is_refused_in_one_line(tmp_path, capsys) -> None:
+    from melodylm.resources import shipped_model
+
+    if shipped_model() is None:
+        pytest.skip("no shipped model")
+    assert main(["export", str(shipped_model()), "-o", str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lstm" in err[0] and "GPT" in err[0]
 
 
 def test_subword_checkpoint_ships_its_sentencepiece_model(tmp_path, make_dataset, ids) -> None:
@@ -231,24 +245,29 @@ def test_imported_checkpoint_samples_and_evaluates(tmp_path, tiny_dataset, capsy
 
 
 @pytest.mark.slow
-def test_shipped_model_round_trip_fine_tunes_with_init(tmp_path, corpus_slice, capsys) -> None:
-    """export the shipped model -> import-hf -> tokenize new files with its tokenizer -> train --init."""
+@pytest.mark.parametrize("source", ["gpt-round-trip", "shipped"])
+def test_fine_tune_with_init_on_new_files(tmp_path, corpus_slice, capsys, tok, source) -> None:
+    """export a GPT -> import-hf -> tokenize new files with its tokenizer -> train --init; and the same
+    from the shipped model (an LSTM, which has no Hugging Face form) without the round trip."""
     from melodylm.resources import shipped_model
 
-    shipped = shipped_model()
-    if shipped is None:
-        pytest.skip("the shipped model is not here")
-    assert main(["export", str(shipped), "-o", str(tmp_path / "hf")]) == 0
-    assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
-    imported = tmp_path / "imported" / "best.pt"
-    assert torch.equal(melodylm_logits(imported, torch.arange(40).view(2, 20)),
-                       melodylm_logits(shipped, torch.arange(40).view(2, 20)))
-    assert main(["tokenize", str(corpus_slice), "-o", str(tmp_path / "data"), "--tokenizer", str(imported),
+    if source == "shipped":
+        start = shipped_model()
+        if start is None:
+            pytest.skip("the shipped model is not here")
+    else:
+        gpt = make_checkpoint(tmp_path / "gpt.pt", tok)
+        assert main(["export", str(gpt), "-o", str(tmp_path / "hf")]) == 0
+        assert main(["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "imported")]) == 0
+        start = tmp_path / "imported" / "best.pt"
+        assert torch.equal(melodylm_logits(start, torch.arange(40).view(2, 20)),
+                           melodylm_logits(gpt, torch.arange(40).view(2, 20)))
+    assert main(["tokenize", str(corpus_slice), "-o", str(tmp_path / "data"), "--tokenizer", str(start),
                  "--split", "0.8,0.1,0.1", "--workers", "1", "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["train", str(tmp_path / "data"), "--init", str(imported), "--max-steps", "2", "--eval-interval",
+    assert main(["train", str(tmp_path / "data"), "--init", str(start), "--max-steps", "2", "--eval-interval",
                  "2", "--set", "batch_size=2", "--set", "eval_batches=1", "--set", "sample_tokens=0", "--device",
                  "cpu", "--no-progress", "-o", str(tmp_path / "tuned"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["steps"] == 2
     tuned = load_checkpoint(tmp_path / "tuned" / "best.pt")
-    assert tuned["model_config"] == load_checkpoint(shipped)["model_config"]
+    assert tuned["model_config"] == load_checkpoint(start)["model_config"]

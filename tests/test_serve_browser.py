@@ -70,12 +70,13 @@ def test_page_generates_shows_and_plays_offline(browser, tmp_path):
         wait = WebDriverWait(browser, 300, poll_frequency=0.05)
         wait.until(lambda d: Select(d.find_element(By.ID, "checkpoint")).options)
         assert Select(browser.find_element(By.ID, "checkpoint")).first_selected_option.get_attribute("value") == "pretrained"
-        # the shipped model has no controls and no infill tokens: the steering is disabled and says why
-        wait.until(lambda d: d.find_element(By.ID, "controls-reason").text)
-        for kind in ("key", "meter", "style", "fill"):
-            assert not browser.find_element(By.ID, kind).is_enabled(), kind
-        assert browser.find_element(By.ID, "controls-reason").text.startswith("this model has no controls")
-        assert "no infill tokens" in browser.find_element(By.ID, "fill-reason").text
+        # the shipped model was trained with controls and infilling: the steering is on; ask for a key
+        wait.until(lambda d: len(Select(d.find_element(By.ID, "key")).options) > 1)
+        for kind in ("key", "meter", "style"):  # (fill waits for a prompt to fill)
+            assert browser.find_element(By.ID, kind).is_enabled(), kind
+        assert browser.find_element(By.ID, "controls-reason").get_attribute("hidden") is not None
+        assert browser.find_element(By.ID, "fill-reason").text.startswith("fill rewrites bars of a prompt")
+        Select(browser.find_element(By.ID, "key")).select_by_visible_text("D major")
         for field, value in (("n", "4"), ("max_bars", "8"), ("seed", "3")):
             el = browser.find_element(By.ID, field)
             el.clear()

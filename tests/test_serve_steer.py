@@ -31,16 +31,19 @@ CONTROLS = [{"key": "C major", "meter": "4/4", "style": "reels"},
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    """A server offering the shipped model (no controls, no infill) and ``steer``, a tiny untrained
-    GPT whose tokenizer has control tokens and the fill sentinels."""
+    """A server offering the shipped model (trained with controls and infilling), ``steer``, a tiny
+    untrained GPT whose tokenizer has control tokens and the fill sentinels, and ``plain``, one
+    made as every checkpoint was before controls existed (no extra tokens)."""
     cwd = tmp_path_factory.mktemp("cwd")
-    tok = MelodyTokenizer()
-    tok.set_extra(CONTROLS)
-    cfg = ModelConfig(**size_preset("gpt", "tiny"), vocab_size=tok.vocab_size, pad_id=tok.pad_id)
-    torch.manual_seed(0)
-    save_checkpoint(cwd / "checkpoints" / "steer" / "best.pt",
-                    {"model_config": asdict(cfg), "model": build_model(cfg).state_dict(), "tokenizer": tok.to_dict(),
-                     "train_config": {"data_dir": None}})
+    for name, controls in (("steer", CONTROLS), ("plain", None)):
+        tok = MelodyTokenizer()
+        if controls:
+            tok.set_extra(controls)
+        cfg = ModelConfig(**size_preset("gpt", "tiny"), vocab_size=tok.vocab_size, pad_id=tok.pad_id)
+        torch.manual_seed(0)
+        save_checkpoint(cwd / "checkpoints" / name / "best.pt",
+                        {"model_config": asdict(cfg), "model": build_model(cfg).state_dict(),
+                         "tokenizer": tok.to_dict(), "train_config": {"data_dir": None}})
     with TestClient(create_app(out_dir=cwd / "out", render=None, cwd=cwd)) as c:
         yield c
 
@@ -65,8 +68,12 @@ def test_controls_list_the_known_values_or_say_why_not(client):
     steer = client.get("/api/controls", params={"checkpoint": "steer"}).json()
     assert steer == {"checkpoint": "steer", "fill": True, "reasons": {},
                      "values": {"key": ["C major", "D minor"], "meter": ["4/4", "6/8"], "style": ["jigs", "reels"]}}
-    plain = client.get("/api/controls").json()  # the default: the shipped model
-    assert plain["checkpoint"] == "pretrained" and plain["fill"] is False
+    shipped = client.get("/api/controls").json()  # the default: the shipped model
+    assert shipped["checkpoint"] == "pretrained" and shipped["fill"] is True and shipped["reasons"] == {}
+    assert {"G major", "D major", "A minor", "E minor", "F major", "Bb major"} <= set(shipped["values"]["key"])
+    assert {"6/8", "3/4"} <= set(shipped["values"]["meter"]) and shipped["values"]["style"] == ["essen", "oneills1850"]
+    plain = client.get("/api/controls", params={"checkpoint": "plain"}).json()
+    assert plain["checkpoint"] == "plain" and plain["fill"] is False
     assert plain["values"] == {"key": [], "meter": [], "style": []}
     assert set(plain["reasons"]) == {"key", "meter", "style", "fill"}
     assert plain["reasons"]["key"].startswith("this model has no controls")
@@ -98,6 +105,10 @@ def test_asked_controls_come_back_in_the_answer(client):
                       "max_bars": "1", "max_tokens": "64"})
     assert r.status_code == 200, r.text
     assert r.json()["samples"][0]["controls"]["asked"] == {"key": "D minor", "meter": "6/8", "style": "jigs"}
+    r = post(client, {"checkpoint": "steer", "key": "d minor", "guidance": "0.5", "n": "1", "max_bars": "1",
+                      "max_tokens": "64"})
+    assert r.status_code == 200, r.text
+    assert '"guidance": 0.5' in client.get(r.json()["samples"][0]["midi"].replace(".mid", ".json")).text
 
 
 STEER_ERRORS = [
@@ -106,9 +117,11 @@ STEER_ERRORS = [
     ({"checkpoint": "steer", "style": "polkas"}, False,
      "--style 'polkas' is not known to this model; known: jigs, reels"),
     ({"checkpoint": "steer", "meter": "7/9"}, False, "--meter '7/9': write a time signature such as 6/8"),
-    ({"key": "D minor"}, False, "this model has no controls: drop --key"),
-    ({"meter": "6/8", "style": "jigs"}, False, "this model has no controls: drop --meter --style"),
-    ({"fill": "2:3"}, True, "--fill: this model has no infill tokens"),
+    ({"checkpoint": "steer", "key": "D minor", "guidance": "-1"}, False, "--guidance -1.0: must be 0 (off)"),
+    ({"checkpoint": "steer", "key": "D minor", "guidance": "lots"}, False, "guidance 'lots': must be a number"),
+    ({"checkpoint": "plain", "key": "D minor"}, False, "this model has no controls: drop --key"),
+    ({"checkpoint": "plain", "meter": "6/8", "style": "jigs"}, False, "this model has no controls: drop --meter --style"),
+    ({"checkpoint": "plain", "fill": "2:3"}, True, "--fill: this model has no infill tokens"),
     ({"checkpoint": "steer", "fill": "3:5"}, False, "--fill needs --prompt MIDI"),
     ({"checkpoint": "steer", "fill": "3:50"}, True, "--fill 3:50: the tune has 8 bar(s), numbered 1..8"),
     ({"checkpoint": "steer", "fill": "5:3"}, True, "--fill '5:3': give bars as A:B with 1 <= A <= B"),

@@ -244,9 +244,10 @@ def test_a_tiny_model_learns_the_key_of_each_style(styled_data, tmp_path):
     assert low["misty"] > 0.6 > 0.4 > low["sunny"]
 
 
-def test_the_shipped_checkpoint_has_no_extras_and_reads_a_controlled_dataset(tiny_dataset):
-    """Checkpoints made before controls: no extras, and the test tunes of a dataset tokenized with
-    controls reach them as the plain tokens (what ``evaluate`` scores)."""
+def test_the_shipped_checkpoint_reads_a_dataset_tokenized_on_defaults(tiny_dataset):
+    """The shipped model was trained with controls on O'Neill + Essen: a dataset of O'Neill tunes
+    tokenized on defaults (other control values, another id order) reaches it as its own tokens,
+    which is what ``melodylm evaluate checkpoints/pretrained/model.pt data/default`` scores."""
     import torch
 
     from conftest import REPO
@@ -257,14 +258,18 @@ def test_the_shipped_checkpoint_has_no_extras_and_reads_a_controlled_dataset(tin
         pytest.skip("no shipped checkpoint")
     d = torch.load(path, map_location="cpu", weights_only=True)["tokenizer"]
     tok = MelodyTokenizer.from_dict(d)
-    assert tok.extra is None and tok.to_dict() == d and tok.vocab_size == tok.core_vocab_size
+    assert tok.has_controls and tok.has_infill and tok.to_dict() == d
     ds = Dataset(tiny_dataset)
-    assert ds.tokenizer.has_controls and ds.tokenizer.fingerprint(extras=False) == tok.fingerprint()
+    assert ds.tokenizer.fingerprint() != tok.fingerprint()
+    assert ds.tokenizer.fingerprint(extras=False) == tok.fingerprint(extras=False)
     read = ds.reader_for(tok)
     test = ds.split("test")
     for i in range(len(test)):
-        ids = read(test.tune(i))
+        seq, ids = test.tune(i), read(test.tune(i))
         assert ids.max() < tok.vocab_size and ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+        names = [ds.tokenizer.extra.name(int(t)) for t in seq[1:4]]  # key, meter, style (a folder name here)
+        kept = [n for n in names if tok.extra.has(n)]
+        assert names[:2] == kept[:2] and [tok.extra.name(int(t)) for t in ids[1:1 + len(kept)]] == kept
         assert tok.count_notes(tok.decode_ids(ids)) == test.index[i]["n_notes"]
 
 
