@@ -464,15 +464,9 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
                            keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
                            prompt_notes=prompt_notes, use_cache=use_cache,
                            fill=f"{span[0]}:{span[1]}" if span else None,
-                           guidance=guidance if uncond is not None and use_cache else 0.0)
-    info["prompt"] = None if prompt is None else {
-        "file": prompt.path, "notes": prompt.n_notes, "beats": round(prompt.beats, 6), "tokens": len(p_ids),
-        "cut": prompt.cut, "dropped_pitches": prompt.dropped_pitches, "tempo": prompt.tempo,
-        "time_signature": f"{prompt.time_signature[0]}/{prompt.time_signature[1]}",
-        "key": prompt.key, "transposed": prompt.transposed}
-    info["options"]["prompt_start_bar"] = prompt_start_bar
-    if prompt is not None:  # where in its file the prompt begins, and the silence left out before it
-        info["prompt"].update(start_bar=prompt.start_bar, trimmed_beats=prompt.trimmed_beats)
+                           guidance=guidance if uncond is not None and use_cache else 0.0,
+                           prompt_start_bar=prompt_start_bar)
+    info["prompt"] = _prompt_info(prompt, len(p_ids))
     samples = []
     for i, s in enumerate(seqs):
         if plan is not None:
@@ -483,6 +477,18 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         sample.info = {**info, "index": i, "controls": {"asked": asked, **outcome(tok, new_base, prompt)}}
         samples.append(sample)
     return samples
+
+
+def _prompt_info(prompt: Prompt | None, n_ids: int) -> dict | None:
+    """The sidecar's ``prompt`` entry: where the prompt came from and what was made of it."""
+    if prompt is None:
+        return None
+    return {"file": prompt.path, "notes": prompt.n_notes, "beats": round(prompt.beats, 6), "tokens": n_ids,
+            "cut": prompt.cut, "dropped_pitches": prompt.dropped_pitches, "tempo": prompt.tempo,
+            "time_signature": f"{prompt.time_signature[0]}/{prompt.time_signature[1]}",
+            "key": prompt.key, "transposed": prompt.transposed,
+            # where in its file the prompt begins, and the silence left out before it
+            "start_bar": prompt.start_bar, "trimmed_beats": prompt.trimmed_beats}
 
 
 def _check_fill_options(constrain: bool, keep_prompt: bool, max_bars: int | None) -> None:

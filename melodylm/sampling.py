@@ -141,35 +141,18 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
     end = middle.end_id if middle is not None else eos
     st = g.start(n, prompt_base) if track else {}
 
-    P = len(prompt)
     rows = torch.arange(n, device=dev)  # original index of each sequence in the batch
     live = torch.ones(n, dtype=torch.bool, device=dev)  # finished ones are fed EOS until the next compaction
     stop = torch.zeros(n, dtype=torch.long, device=dev)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, ids or -1) of each step
-    idx = torch.tensor([prompt], dtype=torch.long, device=dev).expand(n, P)
-    ctx = getattr(model, "max_context", None)
-    guided = guidance > 0 and unconditional is not None
-    if guided and not use_cache:
-        raise ValueError("guidance decodes two batches with their caches: use_cache=True")
-    if use_cache:
-        state = model.init_state(n, dev)
-        logits, state = model.prefill(idx, state)
-        if guided:
-            u = [int(i) for i in unconditional]
-            u = u if u and u[0] == bos else [bos] + u
-            ustate = model.init_state(n, dev)
-            ulogits, ustate = model.prefill(torch.tensor([u], dtype=torch.long, device=dev).expand(n, len(u)), ustate)
-    else:
-        seq = idx.clone()
-        logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
+    dec = _Decoder(model, prompt, n, dev, use_cache, guidance, unconditional)
+    logits = dec.start()
     extra = logits.size(-1) - g.V  # ids the tokenizer does not know (none for a trained checkpoint)
     eos_col = torch.tensor([eos], device=dev)
     t = 0
     while t < limit:
         remaining_after = limit - t - 1
-        lg = logits.float()
-        if guided:
-            lg = lg + guidance * (lg - ulogits.float())
+        lg = logits
         if constrain:
             lg = lg.masked_fill(~_allowed(g, st, remaining_after, max_notes, ignore_eos, extra, middle), float("-inf"))
         elif ignore_eos:
@@ -199,22 +182,68 @@ def generate_ids(model, tokenizer, n: int = 1, max_new_tokens: int | None = 256,
                 keep = torch.nonzero(live).squeeze(1)
                 rows, nxt, live = rows[keep], nxt[keep], live[keep]
                 st = {k: v.index_select(0, keep) for k, v in st.items()}
-                if use_cache:
-                    state = _select(state, keep)
-                    if guided:
-                        ustate = _select(ustate, keep)
-                else:
-                    seq = seq.index_select(0, keep)
-        if use_cache:
-            logits, state = model.decode(nxt[:, None], state)
-            if guided:
-                ulogits, ustate = model.decode(nxt[:, None], ustate)
-        else:
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            logits = model(seq[:, -ctx:] if ctx else seq)[0][:, -1]
+                dec.select(keep)
+        logits = dec.step(nxt)
     if limit == 0:
         stop.fill_(2)
     return _collect(steps, stop, n)
+
+
+class _Decoder:
+    """The model side of the loop: its state (or, without a cache, the whole sequence), and with
+    guidance a second state that read the prompt without its control tokens. ``start`` and
+    ``step`` return the ``(B, V)`` float logits to draw from, guidance applied."""
+
+    def __init__(self, model, prompt: list[int], n: int, dev: torch.device, use_cache: bool, guidance: float,
+                 unconditional: list[int] | None) -> None:
+        self.model, self.n, self.dev, self.use_cache = model, n, dev, use_cache
+        self.ctx = getattr(model, "max_context", None)
+        self.guidance = guidance if unconditional is not None else 0.0
+        if self.guidance > 0 and not use_cache:
+            raise ValueError("guidance decodes two batches with their caches: use_cache=True")
+        self.prompt = prompt
+        u = [int(i) for i in (unconditional or [])]
+        self.unconditional = u if u and u[0] == prompt[0] else [prompt[0]] + u
+        self.state = self.ustate = self.seq = None
+
+    def _ids(self, ids: list[int]) -> torch.Tensor:
+        return torch.tensor([ids], dtype=torch.long, device=self.dev).expand(self.n, len(ids))
+
+    def _mix(self, logits: torch.Tensor, ulogits: torch.Tensor | None) -> torch.Tensor:
+        lg = logits.float()
+        return lg if ulogits is None else lg + self.guidance * (lg - ulogits.float())
+
+    def _forward(self) -> torch.Tensor:
+        return self.model(self.seq[:, -self.ctx:] if self.ctx else self.seq)[0][:, -1]
+
+    def start(self) -> torch.Tensor:
+        if not self.use_cache:
+            self.seq = self._ids(self.prompt).clone()
+            return self._mix(self._forward(), None)
+        logits, self.state = self.model.prefill(self._ids(self.prompt), self.model.init_state(self.n, self.dev))
+        ulogits = None
+        if self.guidance > 0:
+            ulogits, self.ustate = self.model.prefill(self._ids(self.unconditional),
+                                                      self.model.init_state(self.n, self.dev))
+        return self._mix(logits, ulogits)
+
+    def select(self, keep: torch.Tensor) -> None:
+        if not self.use_cache:
+            self.seq = self.seq.index_select(0, keep)
+            return
+        self.state = _select(self.state, keep)
+        if self.ustate is not None:
+            self.ustate = _select(self.ustate, keep)
+
+    def step(self, nxt: torch.Tensor) -> torch.Tensor:
+        if not self.use_cache:
+            self.seq = torch.cat([self.seq, nxt[:, None]], dim=1)
+            return self._mix(self._forward(), None)
+        logits, self.state = self.model.decode(nxt[:, None], self.state)
+        ulogits = None
+        if self.ustate is not None:
+            ulogits, self.ustate = self.model.decode(nxt[:, None], self.ustate)
+        return self._mix(logits, ulogits)
 
 
 def _allowed(g: Grammar, st: dict, remaining_after: int, max_notes: int | None, ignore_eos: bool, extra: int,
