@@ -42,13 +42,19 @@ def held_out_prompts(data_dir: Path, n: int) -> list[Path]:
     return [Path(rows[int(i * step)]["path"]) for i in range(n)]
 
 
+def emptied(out: Path) -> Path:
+    """``out``, created, without the MIDI files of an earlier run."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.mid"):
+        old.unlink()
+    return out
+
+
 def same_bars(data_dir: Path, first: int, n_bars: int, out: Path) -> Path:
     """Bars ``first``..``first + n_bars - 1`` (from 1) of every test tune as MIDI files in ``out``."""
     from melodylm.midi import bar_start, crop_from, load_melody, score_notes, trim_silence
 
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.mid"):
-        old.unlink()
+    emptied(out)
     for r in Dataset(data_dir).manifest():
         if r.get("split") != "test" or not r.get("n_tokens"):
             continue
@@ -75,10 +81,7 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--out", default="samples/continuations")
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.mid"):
-        old.unlink()
+    out = emptied(Path(args.out))
     prompts = held_out_prompts(Path(args.data), args.n)
     for i, prompt in enumerate(prompts):
         s = generate(args.checkpoint, prompt=prompt, n=1, prompt_bars=args.prompt_bars, max_bars=args.bars,

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.errors import DataError, UserError
-from melodylm.keys import Key, all_keys, key_correlations, key_from_signature, parse_key, pitch_class_histogram
+from melodylm.keys import Key, all_keys, key_from_signature, key_scores, parse_key
 
 KINDS = ("key", "meter", "style")
 PREFIXES = {"key": "Key_", "meter": "Meter_", "style": "Style_"}
@@ -100,7 +100,7 @@ def key_of_notes(pitches, durations, file_key: Key | None) -> tuple[Key, str]:
     signature fixes a set of pitches, not a tonic or a mode, and the signatures of these corpora
     are often not the tune's key (see :data:`KEY_SIGNATURE_MARGIN`).
     """
-    r = key_correlations(pitch_class_histogram(pitches, durations))
+    r = key_scores(pitches, durations)
     keys = all_keys()
     best = keys[int(np.argmax(r))]
     if file_key is not None:

@@ -447,9 +447,9 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         p_ids, p_base = plan.prompt_ids, plan.parts.prefix.tolist()
     else:
         p_ids = head + (tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else [])
-    uncond = None  # the same prompt without control tokens, for guidance
-    if guidance > 0 and asked:
-        uncond = [tok.bos_id] + [int(i) for i in p_ids[len(head):]]
+    # Guidance needs an asked control and the cached decode (which runs its second batch).
+    guided = guidance if asked and use_cache else 0.0
+    uncond = [tok.bos_id] + [int(i) for i in p_ids[len(head):]] if guided else None  # the prompt without controls
     grammar = Grammar(tok, dev)
     if max_bars is not None and not grammar.has_pos:
         raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
@@ -458,13 +458,13 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
     seqs = generate_ids(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
                         constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
                         prompt_base=p_base, grammar=grammar, middle=plan.middle if plan else None,
-                        guidance=guidance if use_cache else 0.0, unconditional=uncond)
+                        guidance=guided, unconditional=uncond)
     info["options"] = dict(n=n, max_tokens=max_tokens, max_notes=max_notes, max_bars=max_bars,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, constrain=constrain,
                            keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
                            prompt_notes=prompt_notes, use_cache=use_cache,
                            fill=f"{span[0]}:{span[1]}" if span else None,
-                           guidance=guidance if uncond is not None and use_cache else 0.0,
+                           guidance=guided,
                            prompt_start_bar=prompt_start_bar)
     info["prompt"] = _prompt_info(prompt, len(p_ids))
     samples = []

@@ -170,18 +170,24 @@ def key_correlations(histogram) -> np.ndarray:
     return Pc @ hc / denom
 
 
+def key_scores(pitches, durations=None) -> np.ndarray:
+    """Correlation of a set of notes with each of the 24 keys of :func:`all_keys` (duration-weighted;
+    notes counted instead when every duration is zero). Raises ``ValueError`` without notes."""
+    if len(pitches) == 0:
+        raise ValueError("cannot estimate the key of no notes")
+    h = pitch_class_histogram(pitches, durations)
+    if h.sum() <= 0:  # all durations zero: fall back to counting notes
+        h = pitch_class_histogram(pitches)
+    return key_correlations(h)
+
+
 def estimate_key(pitches, durations=None) -> Key:
     """Most likely key of a set of notes (Krumhansl-Schmuckler with Krumhansl-Kessler profiles).
 
     ``pitches`` are MIDI numbers, ``durations`` the notes' lengths in any unit (ticks, beats).
     Ties go to the first key in :func:`all_keys` order. Raises ``ValueError`` without notes.
     """
-    if len(pitches) == 0:
-        raise ValueError("cannot estimate the key of no notes")
-    h = pitch_class_histogram(pitches, durations)
-    if h.sum() <= 0:  # all durations zero: fall back to counting notes
-        h = pitch_class_histogram(pitches)
-    return all_keys()[int(np.argmax(key_correlations(h)))]
+    return all_keys()[int(np.argmax(key_scores(pitches, durations)))]
 
 
 def semitones_to(from_key: Key, to_key: Key) -> int:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melodylm.controls import GUIDANCE
 from melodylm.errors import UserError
 
 SAMPLES_ROOT = Path("samples")  # default parent of sample folders, relative to the current folder
@@ -133,7 +134,7 @@ class SampleJob:
     key: str | None = None  # controls asked for (models trained with them)
     meter: str | None = None
     style: str | None = None
-    guidance: float | None = None  # None: melodylm.generate.GUIDANCE
+    guidance: float = GUIDANCE  # classifier-free guidance weight for asked controls
 
 
 def check_render_options(plot: bool = False, audio: bool = False, score: bool = False, program: int = 0) -> None:
@@ -185,8 +186,7 @@ def sample_to_folder(job: SampleJob) -> dict:
                        seed=job.seed, constrain=job.constrain, keep_prompt=job.keep_prompt, melody=job.melody,
                        prompt_bars=job.prompt_bars, prompt_notes=job.prompt_notes,
                        prompt_start_bar=job.prompt_start_bar, device=pick_device(job.device),
-                       fill=job.fill, key=job.key, meter=job.meter, style=job.style,
-                       **({} if job.guidance is None else {"guidance": job.guidance}))
+                       fill=job.fill, key=job.key, meter=job.meter, style=job.style, guidance=job.guidance)
     info = samples[0].info
     if job.out_dir is None:
         out = default_samples_dir(info["checkpoint"] or "model")

@@ -47,7 +47,7 @@ def register_sample(sub):
     p.add_argument("--key", default=None, help='ask for a key, e.g. "D minor" (a prompt is moved into it first)')
     p.add_argument("--meter", default=None, help="ask for a meter, e.g. 6/8")
     p.add_argument("--style", default=None, help="ask for a style the model was trained on, e.g. oneills1850")
-    p.add_argument("--guidance", type=float, default=None, metavar="W",
+    p.add_argument("--guidance", type=float, default=GUIDANCE, metavar="W",
                    help=f"how hard asked controls steer: classifier-free guidance weight, 0 = off "
                         f"(default {GUIDANCE:g})")
     p.add_argument("--no-constraint", action="store_true",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from melodylm.controls import GUIDANCE
 from melodylm.errors import UserError
 from melodylm.serve.jobs import Batch, FileStore, RenderJobs
 
@@ -54,7 +55,7 @@ class SampleRequest:
     key: str | None = None  # controls of models trained with them: "D minor", "6/8", a style name
     meter: str | None = None
     style: str | None = None
-    guidance: float | None = None  # None: melodylm.controls.GUIDANCE (``melodylm sample --guidance``)
+    guidance: float = GUIDANCE  # ``melodylm sample --guidance``
 
 
 def _parse(name: str, raw: str | None, kind: type, default: Any) -> Any:
@@ -86,7 +87,7 @@ def parse_request(fields: dict[str, str | None]) -> SampleRequest:
         seed=_parse("seed", fields.get("seed"), int, 0),
         checkpoint=(fields.get("checkpoint") or "").strip() or None,
         tune=(fields.get("tune") or "").strip() or None,
-        guidance=_parse("guidance", fields.get("guidance"), float, None),
+        guidance=_parse("guidance", fields.get("guidance"), float, GUIDANCE),
         **text,
     )
 
@@ -282,8 +283,7 @@ class Playground:
         samples = generate(model, prompt, req.n, tokenizer=tok, max_tokens=max_tokens, max_bars=req.max_bars,
                            temperature=req.temperature, top_p=req.top_p, seed=req.seed,
                            prompt_bars=req.prompt_bars, device=self.device, fill=req.fill, key=req.key,
-                           meter=req.meter, style=req.style,
-                           **({} if req.guidance is None else {"guidance": req.guidance}))
+                           meter=req.meter, style=req.style, guidance=req.guidance)
         for s in samples:
             s.info.update(checkpoint=str(self.checkpoints[name]), checkpoint_hash=digest)
         decode_s = time.perf_counter() - t0
