@@ -10,6 +10,12 @@ of samples whose every bar carries that time signature.
 
 A model that was never shown a key (no tune of the training split, transposed copies included, has it)
 cannot be asked for it: the script reports it as unknown rather than failing.
+
+The yardstick beside each key (``--yardstick DATA``, a dataset tokenized with controls): the same
+estimator on the first ``--bars`` bars of DATA's held-out tunes (validation and test) whose key
+control is that key. A sample as much in its key as those tunes are in theirs scores that share.
+
+    python bench/steer_adherence.py checkpoints/pretrained/model.pt --yardstick data/pretrained
 """
 
 from __future__ import annotations
@@ -48,6 +54,41 @@ def adherence(args, kind: str, value: str) -> dict:
     return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got}
 
 
+def yardstick(data_dir: str, bars: int) -> dict:
+    """``{Key: (tunes estimated in it, tunes)}`` over the first ``bars`` bars of the held-out
+    tunes of a dataset, each tune's key read from the key token at its head."""
+    import numpy as np
+
+    from melodylm.dataset import Dataset
+    from melodylm.infill import bar_starts, notes_of
+    from melodylm.keys import estimate_key
+
+    data = Dataset(data_dir)
+    tok = data.tokenizer
+    if not tok.has_controls:
+        raise SystemExit(f"--yardstick {data_dir}: the dataset has no control tokens")
+    out: dict = {}
+    for split in ("val", "test"):
+        sp = data.split(split)
+        for i in sp.originals():
+            ids = np.asarray(sp.tune(i), dtype=np.int64)
+            h = tok.head_length(ids)
+            names = [tok.extra.name(int(t)) for t in ids[1:h]]
+            key = next((n[len("Key_"):].replace("_", " ") for n in names if n.startswith("Key_")), None)
+            score = tok.decode_score(tok.decode_ids(ids[h:-1]))
+            notes = notes_of(score)
+            if key is None or not len(notes):
+                continue
+            starts = bar_starts(score, int(notes[:, 0].max()))
+            head = notes[notes[:, 0] < starts[min(bars, len(starts) - 1)]]
+            asked = parse_key(key)
+            hit = estimate_key(head[:, 2], head[:, 1]) == asked
+            got = out.setdefault(asked, [0, 0])
+            got[0] += int(hit)
+            got[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
@@ -58,21 +99,37 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight (0 = off)")
+    ap.add_argument("--yardstick", metavar="DATA", help="dataset whose held-out tunes give each key's yardstick")
     args = ap.parse_args()
+    human = yardstick(args.yardstick, args.bars) if args.yardstick else {}
     rows = []
     for kind, values in (("key", args.keys), ("meter", args.meters)):
         for value in values.split(","):
             rows.append(adherence(args, kind, value))
     print(f"\n{args.checkpoint}: {args.n} samples per value, {args.bars} bars from nothing, top-p {args.top_p}, "
           f"seed {args.seed}, guidance {args.guidance:g}\n")
-    print("| asked | samples in it | share |")
-    print("|---|---|---|")
+    print(f"| asked | samples in it | share | held-out tunes of {args.yardstick} in it (first {args.bars} bars) |"
+          if human else "| asked | samples in it | share |")
+    print("|---|---|---|---|" if human else "|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['asked']} | {r['error']} | |")
-        else:
-            print(f"| {r['asked']} | {r['hits']} / {r['n']} | {r['hits'] / max(1, r['n']):.0%} |")
-    print(json.dumps(rows))
+            continue
+        line = f"| {r['asked']} | {r['hits']} / {r['n']} | {r['hits'] / max(1, r['n']):.0%} |"
+        if human:
+            h = human.get(parse_key(r["asked"].removeprefix("key "))) if r["asked"].startswith("key ") else None
+            line += f" {h[0]} / {h[1]} ({h[0] / h[1]:.0%}) |" if h else " |"
+            r["yardstick"] = h
+        print(line)
+    keys = [r for r in rows if r["asked"].startswith("key ") and "error" not in r]
+    if keys:
+        line = f"| keys in all | {sum(r['hits'] for r in keys)} / {sum(r['n'] for r in keys)} | " \
+               f"{sum(r['hits'] for r in keys) / max(1, sum(r['n'] for r in keys)):.0%} |"
+        if human:
+            hs = [r["yardstick"] for r in keys if r.get("yardstick")]
+            line += f" {sum(h[0] for h in hs)} / {sum(h[1] for h in hs)} ({sum(h[0] for h in hs) / max(1, sum(h[1] for h in hs)):.0%}) |"
+        print(line)
+    print(json.dumps(rows, default=str))
 
 
 if __name__ == "__main__":

@@ -275,7 +275,9 @@ def has_trainer_state(ckpt: dict) -> bool:
 def tokenizer_difference(ours: dict, theirs: dict) -> str | None:
     """How two tokenizers (``to_dict`` form) differ, in words; None when they tokenize alike.
 
-    The miditok version is not compared: the same settings give the same tokens across versions.
+    The miditok version is not compared: the same settings give the same tokens across versions,
+    nor the fill-in-the-middle layout (order, suffix bars): it arranges training sequences, the
+    ids mean the same.
     """
     parts = []
     a, b = ours.get("settings", {}), theirs.get("settings", {})
@@ -288,6 +290,9 @@ def tokenizer_difference(ours: dict, theirs: dict) -> str | None:
         parts.append("another learned subword vocabulary")
     if not parts and ours.get("base_vocab") != theirs.get("base_vocab"):
         parts.append("another base vocabulary")
-    if ours.get("extra") != theirs.get("extra"):
+    def extras(d: dict):
+        return {k: v for k, v in (d.get("extra") or {}).items() if not k.startswith("fim_")} or None
+
+    if extras(ours) != extras(theirs):
         parts.append("other control or fill tokens")
     return "; ".join(parts) or None

@@ -219,10 +219,15 @@ class ExtraVocab:
 
     offset: int  # the tokenizer's vocabulary size without extras: first extra id
     tokens: tuple[str, ...]
+    # Layout of a fill-in-the-middle sequence: its order (melodylm.infill.FIM_ORDERS) and how many
+    # bars after the gap its suffix holds. Tokenizers saved before these were choices were trained
+    # prefix-suffix-middle with 4-bar suffixes.
+    fim_order: str = "psm"
+    fim_suffix_bars: int = 4
 
     @classmethod
-    def build(cls, offset: int, known: dict[str, list[str]], sentinels: bool = True, cut: bool = False
-              ) -> "ExtraVocab":
+    def build(cls, offset: int, known: dict[str, list[str]], sentinels: bool = True, cut: bool = False,
+              fim_order: str = "psm", fim_suffix_bars: int = 4) -> "ExtraVocab":
         """Sentinels (when ``sentinels``), the window cut mark (when ``cut``), then control tokens
         of the ``known`` values."""
         names = list(SENTINELS) if sentinels else []
@@ -231,11 +236,15 @@ class ExtraVocab:
         for kind in KINDS:
             for value in known.get(kind, []):
                 names.extend(control_tokens({kind: value}))
-        return cls(int(offset), tuple(names))
+        return cls(int(offset), tuple(names), fim_order, int(fim_suffix_bars))
 
     def __post_init__(self) -> None:
         if len(set(self.tokens)) != len(self.tokens):
             raise DataError("extra tokens are not unique")
+        if self.fim_order not in ("psm", "spm"):
+            raise DataError(f"unknown fill-in-the-middle order {self.fim_order!r}: re-run `melodylm tokenize`")
+        if int(self.fim_suffix_bars) < 1:
+            raise DataError(f"fill-in-the-middle suffix of {self.fim_suffix_bars} bars: re-run `melodylm tokenize`")
         object.__setattr__(self, "_ids", {t: self.offset + i for i, t in enumerate(self.tokens)})
 
     @property
@@ -288,12 +297,19 @@ class ExtraVocab:
         return np.asarray([self.id(t) for t in control_tokens(controls)], dtype=np.int64)
 
     def to_dict(self) -> dict:
-        return {"offset": self.offset, "tokens": list(self.tokens)}
+        d = {"offset": self.offset, "tokens": list(self.tokens)}
+        # absent at the old values (psm, 4 bars), so older tokenizers keep their fingerprint
+        if self.fim_order != "psm":
+            d["fim_order"] = self.fim_order
+        if self.fim_suffix_bars != 4:
+            d["fim_suffix_bars"] = int(self.fim_suffix_bars)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExtraVocab":
         try:
-            return cls(int(d["offset"]), tuple(str(t) for t in d["tokens"]))
+            return cls(int(d["offset"]), tuple(str(t) for t in d["tokens"]), str(d.get("fim_order", "psm")),
+                       int(d.get("fim_suffix_bars", 4)))
         except (KeyError, TypeError, ValueError):
             raise DataError("the tokenizer's extra tokens are malformed: re-run `melodylm tokenize`") from None
 

@@ -37,7 +37,7 @@ import numpy as np
 from melodylm import __version__
 from melodylm.controls import derive_controls, style_for, transpose_controls
 from melodylm.errors import DataError, UserError
-from melodylm.infill import FIM_RATE
+from melodylm.infill import FIM_ORDER, FIM_ORDERS, FIM_RATE, FIM_SUFFIX_BARS
 from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES, check_melody_mode, load_melody, transpose
 from melodylm.outputs import check_out_dir, publish_dir, staging_dir
 from melodylm.resources import BUNDLED, corpus_dir
@@ -80,6 +80,8 @@ class TokenizeConfig:
     # Share of training tunes (and transposed copies) also stored rearranged for infilling, read
     # by training in place of the plain tune; 0 = no infilling. infill.FIM_RATE explains the default.
     fim_rate: float = FIM_RATE
+    fim_order: str = FIM_ORDER  # psm | spm: infill.FIM_ORDERS
+    fim_suffix_bars: int = FIM_SUFFIX_BARS  # bars after a training span kept as its suffix
     force: bool = False
     tokenizer: str = ""  # reuse the tokenizer of a checkpoint, run, dataset or HF export; "" = a new one
 
@@ -109,6 +111,10 @@ class TokenizeConfig:
         parse_control_kinds(self.controls)
         if not 0.0 <= self.fim_rate <= 1.0:
             raise UserError(f"--fim-rate {self.fim_rate}: give a share between 0 and 1 (0 = no infilling)")
+        if self.fim_order not in FIM_ORDERS:
+            raise UserError(f"--fim-order {self.fim_order!r}: choose one of {', '.join(FIM_ORDERS)}")
+        if self.fim_suffix_bars < 1:
+            raise UserError(f"--fim-suffix-bars {self.fim_suffix_bars}: give at least 1 bar")
 
 
 # --- finding inputs ------------------------------------------------------------------------------
@@ -248,7 +254,7 @@ def _process(path: str) -> tuple[dict, list[_Seq]]:
             spans = []
             for sq in seqs:
                 span, sq.fim = fim_cut(tok, sq.ids.astype(np.int64), cfg.fim_rate,
-                                       tune_rng(cfg.seed, rec["hash"], sq.transpose))
+                                       tune_rng(cfg.seed, rec["hash"], sq.transpose), cfg.fim_suffix_bars)
                 if span is not None:
                     spans.append([sq.transpose, *span])
             rec["fim_spans"] = spans  # [transpose, first bar, last bar] of each rearranged copy
@@ -423,6 +429,8 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
         tok = load_tokenizer(cfg.tokenizer)
         cfg = replace(cfg, controls=cfg.controls if tok.has_controls else "none",
                       fim_rate=cfg.fim_rate if tok.has_infill else 0.0)
+        if tok.has_infill:  # rearranged as the reused tokenizer's model was trained and fills
+            cfg = replace(cfg, fim_order=tok.extra.fim_order, fim_suffix_bars=tok.extra.fim_suffix_bars)
     else:
         tok = MelodyTokenizer(TokenizerSettings(scheme=cfg.scheme, use_velocities=cfg.velocities))
     kinds = parse_control_kinds(cfg.controls)
@@ -450,7 +458,8 @@ def _build(cfg: TokenizeConfig, files: list[str], tmp: Path, progress: bool) -> 
     if cfg.subword != "none":
         tok.train_subwords((sq.ids for sq in per_split["train"]), cfg.subword, cfg.vocab_size, cfg.seed)
     if not cfg.tokenizer and (kinds or cfg.fim_rate > 0):  # extras after the pieces; values seen in training
-        tok.set_extra([select_controls(sq.controls, kinds) for sq in per_split["train"]], sentinels=cfg.fim_rate > 0)
+        tok.set_extra([select_controls(sq.controls, kinds) for sq in per_split["train"]], sentinels=cfg.fim_rate > 0,
+                      fim_order=cfg.fim_order, fim_suffix_bars=cfg.fim_suffix_bars)
     tok.save(tmp / "tokenizer.json")
     dtype = np.uint16 if tok.vocab_size < 2**16 else np.uint32
     tokens_per_split = {split: write_split(tmp, split, per_split[split], tok, kinds, dtype, INDEX_DTYPE) for split in SPLITS}

@@ -191,9 +191,11 @@ def score_tunes(model, tunes, dev, shares: np.ndarray, progress: bool = False) -
 def infill_scores(model, tok, tunes, span: tuple[int, int], dev, progress: bool = False) -> dict:
     """Bits per note of bars ``span`` of each tune given both sides and given the left side only.
 
-    Both score the same middle tokens (FILL_END excluded): once after ``prefix FILL_SUFFIX suffix
-    FILL_MIDDLE``, once right after the prefix. The suffix is shortened for a bounded context as
-    ``melodylm sample --fill`` does. Tunes with fewer than B bars, or no note in the span, are skipped.
+    Both score the same middle tokens (FILL_END excluded): once in the model's fill-in-the-middle
+    layout with the suffix, once right after the prefix. The suffix is shortened for a bounded
+    context as ``melodylm sample --fill`` does. Tunes with fewer than B bars or no note in the span
+    are skipped, and so are tunes with no note after bar B: they have no right side to see
+    (``no_right_side`` counts them).
     """
     from tqdm import tqdm
 
@@ -205,7 +207,7 @@ def infill_scores(model, tok, tunes, span: tuple[int, int], dev, progress: bool 
                         "train it on a dataset tokenized with fill-in-the-middle")
     sentinels = Sentinels.from_vocab(tok.extra)
     both = left = 0.0
-    n_notes = n_tunes = skipped = 0
+    n_notes = n_tunes = skipped = no_right = 0
     for ids, _ in tqdm(tunes, desc=f"infill {span[0]}:{span[1]}", unit="tune", disable=not progress,
                        file=sys.stderr):
         h = tok.head_length(ids)
@@ -219,13 +221,17 @@ def infill_scores(model, tok, tunes, span: tuple[int, int], dev, progress: bool 
         if notes == 0:
             skipped += 1
             continue
+        if not len(parts.suffix):
+            no_right += 1
+            continue
         both += _masked_nats(model, *rearrange(parts, sentinels, ids[:h], tok.encode_ids), dev)
         left += _masked_nats(model, *left_only(parts, ids[:h], tok.encode_ids), dev)
         n_notes += notes
         n_tunes += 1
     if not n_tunes:
-        raise UserError(f"--infill {span[0]}:{span[1]}: no tune has notes in those bars")
-    return {"span": f"{span[0]}:{span[1]}", "tunes": n_tunes, "skipped": skipped, "notes": n_notes,
+        raise UserError(f"--infill {span[0]}:{span[1]}: no tune has notes in those bars and after them")
+    return {"span": f"{span[0]}:{span[1]}", "tunes": n_tunes, "skipped": skipped, "no_right_side": no_right,
+            "notes": n_notes,
             "both_sides_bits_per_note": both / LN2 / n_notes, "left_only_bits_per_note": left / LN2 / n_notes}
 
 

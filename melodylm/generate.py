@@ -266,14 +266,15 @@ def _time_signature_token(tokenizer, parts) -> int | None:
 
 
 def fitted_parts(tokenizer, base_ids, span: tuple[int, int], max_context: int | None = None):
-    """:func:`melodylm.infill.fim_parts` with the suffix of training (the ``FIM_SUFFIX_BARS`` bars
-    after the span), halved bar by bar until its model ids fit half of a bounded context
+    """:func:`melodylm.infill.fim_parts` with the suffix of training (the tokenizer's
+    ``fim_suffix_bars`` bars after the span), halved bar by bar until its model ids fit half of a bounded context
     (``max_context``), so the bars the middle leads into stay in view beside the prefix's end.
     Raises :class:`UserError` for bars outside the tune."""
     from melodylm.infill import FIM_SUFFIX_BARS, fim_parts
 
-    parts = fim_parts(tokenizer, base_ids, span, suffix_bars=FIM_SUFFIX_BARS)
-    keep = min(parts.n_bars - span[1], FIM_SUFFIX_BARS)
+    bars = tokenizer.extra.fim_suffix_bars if tokenizer.extra is not None else FIM_SUFFIX_BARS
+    parts = fim_parts(tokenizer, base_ids, span, suffix_bars=bars)
+    keep = min(parts.n_bars - span[1], bars)
     while max_context and keep > 1 and len(tokenizer.encode_ids(parts.suffix)) > max_context // 2:
         keep //= 2
         parts = fim_parts(tokenizer, base_ids, span, suffix_bars=keep)

@@ -13,7 +13,9 @@ leaves out the ``Bar`` tokens it crosses (a two-bar rest in 4/4 gives ``Rest_7.1
   at bar B+1's bar line (``Bar TimeSig ...``), so it does not depend on where the middle ends.
 
 The training rearrangement is ``head prefix FILL_SUFFIX suffix FILL_MIDDLE middle FILL_END``
-where ``head`` is ``BOS`` and the control tokens; the left-only variant for evaluation is
+(order ``psm``) or ``head FILL_SUFFIX suffix FILL_MIDDLE prefix middle FILL_END`` (``spm``), where
+``head`` is ``BOS`` and the control tokens; the tokenizer's extras say which. The left-only variant
+for evaluation is
 ``head prefix middle``, with the middle encoded identically, so the two score the same tokens.
 Each part is mapped to model ids on its own (``encode``), so subword pieces never cross a part
 boundary. Splicing puts the generated middle back between the kept notes: the suffix's notes are
@@ -39,13 +41,21 @@ from melodylm.errors import UserError
 # to 0.9 on code and text; 0.5 is the starting point until our own continuation check measures it.
 FIM_RATE = 0.5
 # Training spans have at most FIM_SPAN_BARS bars and their suffix the FIM_SUFFIX_BARS bars after
-# them; sampling and ``evaluate --infill`` show the model the same suffix. With the whole rest of the
-# tune as suffix (the first version), a 32-bar reel filled at bars 5..8 put ~300 suffix tokens between
-# the bar the middle leads into (bar 9, the suffix's first) and the middle, and a training window of
-# 128-256 tokens held suffix and middle together in few rearranged tunes; an LSTM trained that way
-# scored the middle no better with both sides (3.093 bits/note) than with the left side only (3.059).
+# them (a tokenizer records its own value; sampling and ``evaluate --infill`` show a model the suffix
+# it was trained with). With the whole rest of the tune as suffix (the first version), a 32-bar reel
+# filled at bars 5..8 put ~300 suffix tokens between the bar the middle leads into and the middle, and
+# 128-256-token training windows held suffix and middle together in few rearranged tunes. With 4 bars,
+# bars 9..12 told the shipped LSTM little about bars 5..8 (both sides 3.140 bits/note, left only 3.135);
+# with 8 bars, which reach the end of the second strain, whose last bars repeat the first strain's
+# cadence (bars 15-16 equal bars 7-8 in 39 of the 245 test tunes of 16+ bars), 3.149 against 3.162.
 FIM_SPAN_BARS = 8
-FIM_SUFFIX_BARS = 4
+FIM_SUFFIX_BARS = 8
+# psm puts the suffix between prefix and middle; spm puts it first, so the middle continues the prefix
+# right where it ends (Bavarian et al. 2022 train both). For the shipped LSTM after 600 steps of
+# fine-tuning, bars 3..4 given both sides: psm 3.348 bits/note against 3.187 left only (the LSTM must
+# carry the prefix's state across the suffix), spm 3.093 against 3.174.
+FIM_ORDERS = ("psm", "spm")
+FIM_ORDER = "spm"
 _SPAN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -63,16 +73,17 @@ class FimParts:
 
 @dataclass(frozen=True)
 class Sentinels:
-    """Model ids of the three fill-in-the-middle sentinel tokens."""
+    """Model ids of the three fill-in-the-middle sentinel tokens, and the order they lay out."""
 
     suffix: int
     middle: int
     end: int
+    order: str = "psm"  # one of FIM_ORDERS
 
     @classmethod
     def from_vocab(cls, vocab) -> "Sentinels":
         """From a :class:`melodylm.controls.ExtraVocab` (``FILL_SUFFIX``, ``FILL_MIDDLE``, ``FILL_END``)."""
-        return cls(vocab.id("FILL_SUFFIX"), vocab.id("FILL_MIDDLE"), vocab.id("FILL_END"))
+        return cls(vocab.id("FILL_SUFFIX"), vocab.id("FILL_MIDDLE"), vocab.id("FILL_END"), vocab.fim_order)
 
 
 # --- bars ------------------------------------------------------------------------------------------
@@ -110,7 +121,7 @@ def bar_starts(score, end_tick: int) -> np.ndarray:
         t += max(1, cur[0] * tpq * 4 // cur[1])
 
 
-def _notes(score) -> np.ndarray:
+def notes_of(score) -> np.ndarray:
     """(N, 3) int64 array of (onset, duration, pitch) of a one-track score, by onset then pitch."""
     if not len(score.tracks) or not len(score.tracks[0].notes):
         return np.zeros((0, 3), dtype=np.int64)
@@ -121,7 +132,7 @@ def _notes(score) -> np.ndarray:
 
 def count_bars(score) -> int:
     """Bars of a tune: through the bar holding its last note onset (0 without notes)."""
-    notes = _notes(score)
+    notes = notes_of(score)
     if not len(notes):
         return 0
     last = int(notes[:, 0].max())
@@ -161,7 +172,7 @@ def fim_parts(tok, base_ids, span: tuple[int, int], suffix_bars: int | None = No
     while it is inside its window, and a GPT's context holds prefix + suffix + middle.
     """
     score = tok.decode_score(base_ids)
-    notes = _notes(score)
+    notes = notes_of(score)
     n_bars = count_bars(score)
     check_span(span, n_bars)
     a, b = span
@@ -212,18 +223,21 @@ def _identity(ids: np.ndarray) -> np.ndarray:
 
 def rearrange(parts: FimParts, sentinels: Sentinels, head=(), encode: Callable = _identity
               ) -> tuple[np.ndarray, np.ndarray]:
-    """``head prefix FILL_SUFFIX suffix FILL_MIDDLE middle FILL_END`` as model ids, and a mask.
+    """The tune rearranged in ``sentinels.order`` as model ids, and a mask of the middle's tokens.
 
-    ``head`` is model ids (BOS and control tokens); ``encode`` maps base ids to model ids
-    (``MelodyTokenizer.encode_ids``), applied to each part alone. The mask is True at the middle's
-    tokens (not FILL_END): the positions evaluation scores.
+    psm: ``head prefix FILL_SUFFIX suffix FILL_MIDDLE middle FILL_END``; spm: ``head FILL_SUFFIX
+    suffix FILL_MIDDLE prefix middle FILL_END``. ``head`` is model ids (BOS and control tokens);
+    ``encode`` maps base ids to model ids (``MelodyTokenizer.encode_ids``), applied to each part
+    alone. The mask is True at the middle's tokens (not FILL_END): the positions evaluation scores.
     """
     h, p, s, m = (np.asarray(head, dtype=np.int64), encode(parts.prefix), encode(parts.suffix), encode(parts.middle))
-    pieces = [h, p, [sentinels.suffix], s, [sentinels.middle], m, [sentinels.end]]
+    if sentinels.order == "spm":
+        pieces = [h, [sentinels.suffix], s, [sentinels.middle], p, m, [sentinels.end]]
+    else:
+        pieces = [h, p, [sentinels.suffix], s, [sentinels.middle], m, [sentinels.end]]
     ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in pieces])
     mask = np.zeros(len(ids), dtype=bool)
-    start = len(h) + len(p) + 1 + len(s) + 1
-    mask[start:start + len(m)] = True
+    mask[len(ids) - 1 - len(m):len(ids) - 1] = True
     return ids, mask
 
 
@@ -241,20 +255,10 @@ def left_only(parts: FimParts, head=(), encode: Callable = _identity) -> tuple[n
 
 
 def fill_prompt(parts: FimParts, sentinels: Sentinels, head=(), encode: Callable = _identity) -> np.ndarray:
-    """Model ids a sampler starts from to write bars A..B: ``head prefix FILL_SUFFIX suffix FILL_MIDDLE``."""
-    ids, _ = rearrange(parts, sentinels, head, encode)
-    return ids[:int(np.flatnonzero(ids == sentinels.middle)[-1]) + 1]
-
-
-def generated_middle(ids, sentinels: Sentinels) -> np.ndarray:
-    """The model ids after the last FILL_MIDDLE, up to FILL_END (or the end)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    at = np.flatnonzero(ids == sentinels.middle)
-    if not len(at):
-        raise ValueError("no FILL_MIDDLE token in the sequence")
-    rest = ids[at[-1] + 1:]
-    end = np.flatnonzero(rest == sentinels.end)
-    return rest[:end[0]] if len(end) else rest
+    """Model ids a sampler starts from to write bars A..B: the rearrangement up to the middle
+    (psm: ``head prefix FILL_SUFFIX suffix FILL_MIDDLE``; spm: ``head FILL_SUFFIX suffix FILL_MIDDLE prefix``)."""
+    ids, mask = rearrange(parts, sentinels, head, encode)
+    return ids[:len(ids) - 1 - int(mask.sum())]
 
 
 # --- putting a middle back -----------------------------------------------------------------------
@@ -269,13 +273,13 @@ def splice(tok, base_ids, span: tuple[int, int], middle) -> tuple[object, np.nda
     original may; only its onset must lie in the span.
     """
     score = tok.decode_score(base_ids)
-    notes = _notes(score)
+    notes = notes_of(score)
     parts = fim_parts(tok, base_ids, span)
     t_a, t_b1 = parts.bar_ticks
     new = tok.decode_score(np.concatenate([parts.prefix, np.asarray(middle, dtype=np.int64)]))
     if int(new.ticks_per_quarter) != int(score.ticks_per_quarter):
         raise AssertionError("decoding changed the time resolution")
-    new_notes = _notes(new)
+    new_notes = notes_of(new)
     n_pre = int((notes[:, 0] < t_a).sum())
     mid = new_notes[n_pre:]
     a, b = span

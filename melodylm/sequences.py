@@ -60,12 +60,13 @@ def parse_control_kinds(text: str) -> tuple[str, ...]:
     return tuple(k for k in KINDS if k in kinds)
 
 
-def fim_cut(tok, base_ids: np.ndarray, rate: float, rng: np.random.Generator):
+def fim_cut(tok, base_ids: np.ndarray, rate: float, rng: np.random.Generator, suffix_bars: int | None = None):
     """``(span, FimParts)`` for a tune drawn for infilling at ``rate``, else ``(None, None)``.
 
     The expensive part of a rearrangement (one decode, three encodes: 28 ms of a median tune
     against 3.7 ms to tokenize it), done where the tune is tokenized. A tune the cut cannot
-    handle (miditok tokens that differ when a middle is added) stays plain.
+    handle (miditok tokens that differ when a middle is added) stays plain. ``suffix_bars``:
+    bars after the span kept as its suffix (default ``FIM_SUFFIX_BARS``).
     """
     from melodylm.errors import UserError
     from melodylm.infill import FIM_SPAN_BARS, FIM_SUFFIX_BARS, choose_span, count_bars, fim_parts
@@ -76,7 +77,7 @@ def fim_cut(tok, base_ids: np.ndarray, rate: float, rng: np.random.Generator):
     if span is None:
         return None, None
     try:
-        return span, fim_parts(tok, base_ids, span, suffix_bars=FIM_SUFFIX_BARS)
+        return span, fim_parts(tok, base_ids, span, suffix_bars=suffix_bars or FIM_SUFFIX_BARS)
     except (AssertionError, ValueError, UserError):
         return None, None
 
@@ -89,6 +90,21 @@ def head_lengths(tokens: np.ndarray, starts: np.ndarray, tok) -> np.ndarray:
     n_max = 1 + len(KINDS)
     for j, s in enumerate(starts.tolist()):
         out[j] = tok.head_length(np.asarray(tokens[s:s + n_max], dtype=np.int64))
+    return out
+
+
+def suffix_head_lengths(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, middle_id: int) -> np.ndarray:
+    """Heads of suffix-first rearranged tunes: through their ``FILL_MIDDLE`` token.
+
+    A window that starts inside such a tune's prefix or middle then still reads the suffix the
+    middle leads into, as the model does when it fills a gap. Without it, a 256-token window
+    starting at a uniformly drawn position held the whole suffix before 42.8% of the prefix and
+    middle tokens of the shipped model's rearranged tunes (O'Neill + Essen, 8-bar suffixes).
+    """
+    out = np.zeros(len(starts), dtype=np.int64)
+    for j, (s, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
+        at = np.flatnonzero(np.asarray(tokens[s:s + n]) == middle_id)
+        out[j] = int(at[0]) + 1 if len(at) else 0
     return out
 
 
@@ -151,6 +167,9 @@ class Segment:
     start: np.ndarray
     length: np.ndarray
     head: np.ndarray
+    # Tokens at the end of a head that are context only where a window starts inside the tune:
+    # a suffix-first tune's suffix, trained once where the tune starts, not again in every window.
+    context: np.ndarray | None = None
 
 
 class WindowStream:
@@ -191,6 +210,14 @@ class WindowStream:
             for s in range(len(sources)):
                 m = src == s
                 head[m] = head_lengths(sources[s], start[m], tok)
+        if len(sources) > 1 and tok.extra.fim_order == "spm":
+            rows = np.flatnonzero(src == 1)
+            controls = head[rows].copy()
+            head[rows] = suffix_head_lengths(sources[1], start[rows], length[rows], tok.extra.id("FILL_MIDDLE"))
+            context = np.zeros(n, dtype=np.int64)
+            context[rows] = np.maximum(0, head[rows] - np.maximum(controls, 1))
+        else:
+            context = None
         kind_of: dict[int, int] = {}
         if tok.extra is not None:
             for t in tok.extra.tokens:
@@ -198,7 +225,7 @@ class WindowStream:
                     if t.startswith(PREFIXES[kind]):
                         kind_of[tok.extra.id(t)] = k
         cut = tok.extra.id(CUT) if tok.extra is not None and tok.extra.has(CUT) else None
-        return cls(sources, Segment(src, start, length, head), kind_of, cut)
+        return cls(sources, Segment(src, start, length, head, context), kind_of, cut)
 
     def limit(self, n: int) -> int:
         """Window starts are drawn from ``[0, limit)``: room for ``n`` tokens and a head after them."""
@@ -212,7 +239,7 @@ class WindowStream:
         h = self._seq(j, 0, int(self.seg.head[j]))
         if drop is None or rate <= 0 or len(h) <= 1:
             return h
-        keep = [True] + [drop[self.kind_of.get(int(t), 0)] >= rate for t in h[1:]]
+        keep = [True] + [int(t) not in self.kind_of or drop[self.kind_of[int(t)]] >= rate for t in h[1:]]
         return h[np.asarray(keep)]
 
     def window(self, p: int, n: int, drop: np.ndarray | None = None, rate: float = 0.0
@@ -229,6 +256,8 @@ class WindowStream:
         parts, have, ignore = [head], len(head), []
         if jump:
             ignore.append(len(head) - 1)  # the cut mark (or the jump itself) is not a target
+            c = 0 if self.seg.context is None else int(self.seg.context[j])
+            ignore.extend(range(max(0, len(head) - 1 - c), len(head) - 1))
             if self.cut_id is not None:
                 parts.append(np.asarray([self.cut_id], dtype=np.int64))
                 have += 1

@@ -12,7 +12,7 @@ from conftest import Part, scale, write_midi
 from melodylm.controls import (CONTROL_DROPOUT, SENTINELS, ExtraVocab, control_tokens, crop_keeping_head,
                                derive_controls, drop_controls, known_values, parse_meter, parse_style_args,
                                resolve_request, style_for, transpose_controls)
-from melodylm.errors import UserError
+from melodylm.errors import DataError, UserError
 from melodylm.tokenizer import MelodyTokenizer
 
 A_MINOR = (0, 2, 3, 5, 7, 8, 11, 12)
@@ -119,6 +119,21 @@ def test_extra_ids_follow_the_vocabulary_in_a_fixed_order():
     assert list(v.strip([1, 300, 2, 311])) == [1, 2] and list(v.is_extra([299, 300])) == [False, True]
     with pytest.raises(KeyError):
         v.id("Key_B_major")
+
+
+def test_fill_order_is_saved_only_when_suffix_first():
+    psm = _vocab()
+    assert "fim_order" not in psm.to_dict()  # tokenizers from before the choice keep their fingerprint
+    spm = ExtraVocab(psm.offset, psm.tokens, "spm")
+    assert spm.to_dict()["fim_order"] == "spm" and ExtraVocab.from_dict(spm.to_dict()) == spm
+    assert ExtraVocab.from_dict(psm.to_dict()).fim_order == "psm"
+    with pytest.raises(DataError):
+        ExtraVocab(psm.offset, psm.tokens, "mps")
+    eight = ExtraVocab(psm.offset, psm.tokens, "spm", 8)
+    assert eight.to_dict()["fim_suffix_bars"] == 8 and ExtraVocab.from_dict(eight.to_dict()).fim_suffix_bars == 8
+    assert "fim_suffix_bars" not in spm.to_dict() and ExtraVocab.from_dict(psm.to_dict()).fim_suffix_bars == 4
+    with pytest.raises(DataError):
+        ExtraVocab(psm.offset, psm.tokens, "spm", 0)
 
 
 @pytest.mark.parametrize("subword", ["none", "bpe"])

@@ -273,7 +273,7 @@ def test_config_is_validated():
     for bad in (dict(scheme="Octuple"), dict(melody="track:"), dict(split=(0.5, 0.5, 0.5)), dict(split=(0, 0.5, 0.5)),
                 dict(transpose=(3, -3)), dict(transpose=(0, 30)), dict(subword="wordpiece"), dict(workers=-1),
                 dict(max_notes=0), dict(max_file_mb=0), dict(controls="tempo"), dict(controls=""),
-                dict(fim_rate=1.5), dict(fim_rate=-0.1)):
+                dict(fim_rate=1.5), dict(fim_rate=-0.1), dict(fim_order="mps"), dict(fim_suffix_bars=0)):
         with pytest.raises(UserError):
             TokenizeConfig(**bad).validate()
     TokenizeConfig(melody="track:3", transpose=(-5, 6), subword="unigram").validate()

@@ -8,8 +8,8 @@ import symusic
 
 from conftest import Part, write_midi
 from melodylm.errors import UserError
-from melodylm.infill import (FIM_RATE, Sentinels, _notes, _sub_score, bar_starts, check_span, choose_span,
-                             count_bars, fill_prompt, fim_parts, generated_middle, left_only, parse_span,
+from melodylm.infill import (FIM_RATE, Sentinels, notes_of, _sub_score, bar_starts, check_span, choose_span,
+                             count_bars, fill_prompt, fim_parts, left_only, parse_span,
                              rearrange, splice, training_sequence)
 from melodylm.tokenizer import MelodyTokenizer
 
@@ -31,7 +31,7 @@ def new_middle(tok, base_ids, span, shift=2, extra_bars=0):
     """Middle tokens of the same tune with the span's notes moved ``shift`` semitones (and, with
     ``extra_bars``, one more note that many bars after the span's end)."""
     score = tok.decode_score(base_ids)
-    notes = _notes(score)
+    notes = notes_of(score)
     parts = fim_parts(tok, base_ids, span)
     t_a, t_b1 = parts.bar_ticks
     pre = notes[notes[:, 0] < t_a]
@@ -64,7 +64,7 @@ def test_new_middle_keeps_every_note_outside_the_span(tok, tunes):
         middle, mid_notes = new_middle(tok, ids, span)
         assert not np.array_equal(middle, fim_parts(tok, ids, span).middle)
         score, back = splice(tok, ids, span, middle)
-        old, new = _notes(tok.decode_score(ids)), _notes(score)
+        old, new = notes_of(tok.decode_score(ids)), notes_of(score)
         t_a, t_b1 = fim_parts(tok, ids, span).bar_ticks
         outside = lambda x: x[(x[:, 0] < t_a) | (x[:, 0] >= t_b1)]  # noqa: E731
         assert np.array_equal(outside(old), outside(new))  # onset, duration, pitch
@@ -72,7 +72,7 @@ def test_new_middle_keeps_every_note_outside_the_span(tok, tunes):
         assert np.array_equal(inside, mid_notes)
         assert count_bars(score) == n
         assert np.array_equal(bar_starts(score, t_b1), bar_starts(tok.decode_score(ids), t_b1))
-        assert np.array_equal(_notes(tok.decode_score(back)), new)  # the returned ids are the score
+        assert np.array_equal(notes_of(tok.decode_score(back)), new)  # the returned ids are the score
 
 
 def test_bars_are_counted_in_time_across_rests(tmp_path, tok):
@@ -131,10 +131,20 @@ def test_rearrange_left_only_and_prompt(tok, tunes):
     assert np.array_equal(left[~lmask], np.concatenate([head, p.prefix]))
     prompt = fill_prompt(p, S, head)
     assert prompt[-1] == S.middle and np.array_equal(seq[:len(prompt)], prompt)
-    assert np.array_equal(generated_middle(seq, S), p.middle)
-    assert np.array_equal(generated_middle(prompt, S), [])
-    with pytest.raises(ValueError):
-        generated_middle(head, S)
+    assert np.array_equal(seq[len(prompt):-1], p.middle)
+
+
+def test_suffix_first_order(tok, tunes):
+    p = fim_parts(tok, tunes[1], (3, 6))
+    head = [tok.bos_id, 2000]
+    spm = Sentinels(S.suffix, S.middle, S.end, "spm")
+    seq, mask = rearrange(p, spm, head)
+    want = np.concatenate([head, [S.suffix], p.suffix, [S.middle], p.prefix, p.middle, [S.end]])
+    assert np.array_equal(seq, want) and np.array_equal(seq[mask], p.middle)
+    prompt = fill_prompt(p, spm, head)
+    assert np.array_equal(prompt, want[:len(want) - 1 - len(p.middle)])  # ends with the prefix
+    left, lmask = left_only(p, head)
+    assert np.array_equal(left[lmask], seq[mask])  # the same middle tokens in both orders
 
 
 def test_subword_parts_are_encoded_alone(tok, tunes):
@@ -197,7 +207,7 @@ def test_training_sequence_seeded_with_controls_and_spans(tok, tunes):
             seen_fim += 1
             parts = fim_parts(tok, tunes[0], span)
             assert ids[-1] == vocab.id("FILL_END")
-            assert np.array_equal(generated_middle(ids, Sentinels.from_vocab(vocab)), parts.middle)
+            assert np.array_equal(ids[len(ids) - 1 - len(parts.middle):-1], parts.middle)
     assert seen_fim and seen_plain
     plain, span = training_sequence(tok, tunes[0], c, vocab, rng, fim_rate=0.0, control_dropout=0.0)
     assert span is None and list(plain[1:4]) == list(vocab.prefix_ids(c))

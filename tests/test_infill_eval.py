@@ -18,7 +18,7 @@ from melodylm.cli import main
 from melodylm.dataset import Dataset, TokenizeConfig, tokenize
 from melodylm.errors import UserError
 from melodylm.evaluate import evaluate, token_kind_shares, token_logprobs
-from melodylm.infill import fim_parts
+from melodylm.infill import count_bars, fim_parts
 from melodylm.models import ModelConfig, build_model, size_preset
 from melodylm.tokenizer import MelodyTokenizer
 
@@ -169,7 +169,14 @@ def test_infill_scores_the_same_middle_tokens_both_ways(steer, tunes) -> None:
     assert f["notes"] == notes
     # tunes too short for the span are skipped, not errors
     g = evaluate(ckpt, data, split="train", device="cpu", baseline_order=0, progress=False, infill="5:5")
-    assert g["infill"]["skipped"] >= 1 and g["infill"]["tunes"] + g["infill"]["skipped"] == 3
+    g = g["infill"]
+    assert g["skipped"] >= 1 and g["tunes"] + g["skipped"] + g["no_right_side"] == 3
+    # a span that reaches a tune's last bar has no right side: counted apart, not scored
+    n_bars = [count_bars(tok.decode_score(tok.decode_ids(sp.tune(i)[tok.head_length(sp.tune(i)):-1])))
+              for i in sp.originals()]
+    last = min(n_bars)
+    e = evaluate(ckpt, data, split="train", device="cpu", baseline_order=0, progress=False, infill=f"{last}:{last}")
+    assert e["infill"]["no_right_side"] == sum(n == last for n in n_bars) >= 1
 
 
 def test_cli_infill_text_json_and_errors(steer, plain, tunes, capsys) -> None:

@@ -12,6 +12,7 @@ import pytest
 from melodylm.controls import control_tokens, transpose_controls
 from melodylm.keys import estimate_key, key_from_signature
 from melodylm.dataset import Dataset, TokenizeConfig, tokenize, tokenize_files
+from melodylm.infill import count_bars
 from melodylm.sequences import IGNORE, WindowStream, select_controls
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -67,6 +68,16 @@ def styled_data(styled, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def psm_data(styled, tmp_path_factory) -> Path:
+    """The same tunes, rearranged prefix-suffix-middle (``--fim-order psm``)."""
+    out = tmp_path_factory.mktemp("psm_data") / "data"
+    tokenize(TokenizeConfig(inputs=[str(styled / "sunny"), str(styled / "misty")], out_dir=str(out), workers=1,
+                            split=(0.8, 0.1, 0.1), transpose=(0, 4), fim_rate=0.5, fim_order="psm",
+                            fim_suffix_bars=2), progress=False)
+    return out
+
+
 def test_controls_round_trip_through_tokenize_and_the_manifest(styled_data):
     ds = Dataset(styled_data)
     tok = ds.tokenizer
@@ -117,8 +128,8 @@ def test_plain_dataset_has_no_extras(styled, tmp_path):
     assert seq[0] == ds.tokenizer.bos_id and ds.tokenizer.head_length(seq) == 1
 
 
-def test_infilling_sequences_have_the_layout(styled_data):
-    ds = Dataset(styled_data)
+def test_infilling_sequences_have_the_layout(psm_data):
+    ds = Dataset(psm_data)
     tok = ds.tokenizer
     fim_tokens, fim_index = ds.fim()
     train = ds.split("train")
@@ -140,6 +151,7 @@ def test_infilling_sequences_have_the_layout(styled_data):
         assert np.array_equal(prefix, plain[h:h + len(prefix)])
         assert tok.count_notes(prefix) + tok.count_notes(middle) + tok.count_notes(suffix) == row["n_notes"]
         assert len(middle) and tok.count_notes(middle) > 0
+        assert tok.extra.fim_suffix_bars == 2 and count_bars(tok.decode_score(tok.decode_ids(suffix))) <= 2
 
 
 def test_windows_keep_the_head_and_skip_the_jump(styled_data):
@@ -165,6 +177,45 @@ def test_windows_keep_the_head_and_skip_the_jump(styled_data):
     assert (x2[:, 0] == tok.bos_id).all() and 1.2 < h2.mean() < 3.8 and (h2 == 1).any() and (h2 == 4).any()
 
 
+def test_suffix_first_sequences_and_their_windows(styled_data, psm_data):
+    from melodylm.sequences import MAX_HEADS
+
+    ds = Dataset(styled_data)
+    tok = ds.tokenizer
+    assert tok.extra.fim_order == "spm" and Dataset(psm_data).tokenizer.extra.fim_order == "psm"
+    v = tok.extra
+    s, m, e = v.id("FILL_SUFFIX"), v.id("FILL_MIDDLE"), v.id("FILL_END")
+    fim_tokens, fim_index = ds.fim()
+    train = ds.split("train")
+    for row in fim_index:
+        seq = np.asarray(fim_tokens[row["start"]:row["start"] + row["length"]], dtype=np.int64)
+        plain = train.tune(int(row["source"]))
+        h = tok.head_length(plain)
+        i_s, i_m = int(np.flatnonzero(seq == s)[0]), int(np.flatnonzero(seq == m)[0])
+        assert i_s == h and i_m > i_s and seq[-1] == e  # head FILL_SUFFIX suffix FILL_MIDDLE prefix middle FILL_END
+        rest = seq[i_m + 1:-1]  # prefix then middle: the plain tune's beginning
+        assert np.array_equal(seq[:h], plain[:h]) and np.array_equal(rest[:8], plain[h:h + 8])
+    # a window that starts inside a rearranged tune's prefix or middle still reads its suffix
+    stream = WindowStream.of_split(train.tokens, train.index, tok, ds.fim())
+    rows = np.flatnonzero(stream.seg.src == 1)
+    hits = 0
+    for j in rows[:40]:
+        head = int(stream.seg.head[j])
+        if head + 8 >= int(stream.seg.length[j]):
+            continue
+        x, y = stream.window(int(stream.vstart[j]) + head + 3, 40)
+        seq = stream._seq(j, 0, head)
+        assert np.array_equal(x[:head], seq) and seq[-1] == m and x[head] == v.id("WINDOW_CUT")
+        ctl = tok.head_length(seq)
+        assert (y[ctl - 1:head] == IGNORE).all() and (y[head:] != IGNORE).all()  # the suffix is context only
+        # control dropout leaves out control tokens, never the suffix
+        drop = np.zeros((MAX_HEADS, 3))
+        x2, _ = stream.window(int(stream.vstart[j]) + head + 3, 40, drop, 0.5)
+        assert np.array_equal(x2[:head - ctl + 1], np.concatenate([[tok.bos_id], seq[ctl:]]))
+        hits += 1
+    assert hits > 5
+
+
 def test_tokenize_files_with_a_given_tokenizer(styled, styled_data):
     tok = Dataset(styled_data).tokenizer
     files = sorted(str(p) for p in (styled / "misty").glob("*.mid"))[:3]
@@ -174,6 +225,18 @@ def test_tokenize_files_with_a_given_tokenizer(styled, styled_data):
         assert [tok.extra.name(int(t)) for t in r["ids"][1:4]] == ["Key_D_minor", "Meter_4/4", "Style_misty"]
     plain = tokenize_files(files, tok.without_extra())
     assert np.array_equal(plain[0]["ids"], tok.strip(recs[0]["ids"]))
+
+
+def test_a_reused_tokenizer_keeps_its_fill_layout(styled, psm_data, tmp_path):
+    out = tmp_path / "again"
+    tokenize(TokenizeConfig(inputs=[str(styled / "misty")], out_dir=str(out), workers=1, split=(1, 0, 0),
+                            tokenizer=str(psm_data)), progress=False)
+    ds = Dataset(out)
+    assert (ds.tokenizer.extra.fim_order, ds.tokenizer.extra.fim_suffix_bars) == ("psm", 2)
+    tok, (fim_tokens, fim_index) = ds.tokenizer, ds.fim()
+    seqs = [np.asarray(fim_tokens[r["start"]:r["start"] + r["length"]]) for r in fim_index]
+    # prefix first: FILL_SUFFIX comes after the head's prefix wherever the prefix has notes
+    assert any(int(np.flatnonzero(q == tok.extra.id("FILL_SUFFIX"))[0]) > tok.head_length(q) for q in seqs)
 
 
 def test_a_model_without_controls_reads_a_controlled_dataset(styled_data):

@@ -73,6 +73,11 @@ def register_tokenize(sub):
     p.add_argument("--fim-rate", type=float, default=None, metavar="R",
                    help="share of training tunes that training reads rearranged for fill-in-the-middle "
                         "(default 0.5; 0 = no infilling)")
+    p.add_argument("--fim-suffix-bars", type=int, default=None, metavar="N",
+                   help="bars after a training gap that its rearrangement keeps as the suffix (default 8)")
+    p.add_argument("--fim-order", default=None, choices=("psm", "spm"),
+                   help="layout of a rearranged tune: psm = prefix, suffix, middle; spm = suffix, prefix, "
+                        "middle, so the middle continues the prefix where it ends (default spm)")
     p.add_argument("--max-notes", type=int, default=None, help="skip melodies with more notes (default 20000)")
     p.add_argument("--max-beats", type=int, default=None, help="skip melodies longer than this (default 20000)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default 16)")
@@ -88,7 +93,7 @@ def register_tokenize(sub):
 def run_tokenize(args) -> int:
     from melodylm.controls import parse_style_args
     from melodylm.dataset import DEFAULT_DATA_DIR, TokenizeConfig, tokenize
-    from melodylm.infill import FIM_RATE
+    from melodylm.infill import FIM_ORDER, FIM_RATE, FIM_SUFFIX_BARS
     from melodylm.midi import MAX_BEATS, MAX_FILE_MB, MAX_NOTES
 
     cfg = TokenizeConfig(
@@ -102,6 +107,8 @@ def run_tokenize(args) -> int:
         max_file_mb=MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb, force=args.force,
         controls=args.controls, styles=parse_style_args(args.style),
         fim_rate=FIM_RATE if args.fim_rate is None else args.fim_rate, tokenizer=args.tokenizer,
+        fim_order=FIM_ORDER if args.fim_order is None else args.fim_order,
+        fim_suffix_bars=FIM_SUFFIX_BARS if args.fim_suffix_bars is None else args.fim_suffix_bars,
     )
     s = tokenize(cfg, progress=not args.no_progress)
     why = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))

@@ -128,7 +128,8 @@ def run_evaluate(args) -> int:
     if f:
         print(f"  infill {f['span']}: {f['both_sides_bits_per_note']:.3f} bits/note given both sides, "
               f"{f['left_only_bits_per_note']:.3f} given the left side only ({f['tunes']} tunes, {f['notes']} notes, "
-              f"{f['skipped']} skipped)", file=sys.stderr)
+              f"{f['skipped']} skipped, {f['no_right_side']} with no bar after {f['span'].split(':')[1]})",
+              file=sys.stderr)
     if args.json:
         keys = ("loss", "perplexity", "bits_per_token", "bits_per_note", "pitch_bits_per_note", "rhythm_bits_per_note",
                 "onset_bits_per_note", "duration_bits_per_note", "other_bits_per_note", "accuracy", "tunes", "tokens",

@@ -180,13 +180,16 @@ class MelodyTokenizer:
         return self._sp.piece_to_id(self._char(self.eos_id_base)) if self._sp is not None else self.eos_id_base
 
     # --- controls and fill-in-the-middle sentinels ---------------------------------------------
-    def set_extra(self, controls_list, sentinels: bool = True) -> ExtraVocab:
+    def set_extra(self, controls_list, sentinels: bool = True, fim_order: str = "psm",
+                  fim_suffix_bars: int = 4) -> ExtraVocab:
         """Give the tokenizer control tokens for the values seen in ``controls_list`` (dicts as
         :func:`melodylm.controls.derive_controls` makes them) and, with ``sentinels``, the
-        fill-in-the-middle sentinels. Call it after :meth:`train_subwords`: extras follow the pieces.
+        fill-in-the-middle sentinels and their order. Call it after :meth:`train_subwords`: extras
+        follow the pieces.
         """
         known = known_values(controls_list)
-        self.extra = ExtraVocab.build(self.core_vocab_size, known, sentinels, cut=any(known.values()))
+        self.extra = ExtraVocab.build(self.core_vocab_size, known, sentinels, cut=any(known.values()),
+                                      fim_order=fim_order, fim_suffix_bars=fim_suffix_bars)
         return self.extra
 
     @property
