@@ -78,6 +78,8 @@ bench-quality: install
 # transposed -3..+3 semitones (see its README). One torch thread: the LSTM made 1.0 step/s that way here,
 # and two threads on cores that other work keeps busy run many times slower (the demo's measurement).
 pretrained: install
+	$(BIN)/melodylm tokenize corpora/oneills1850 corpora/essen -o data/pretrained-psm --transpose=-3:3 \
+		--fim-order psm --fim-suffix-bars 4 --force
 	$(BIN)/melodylm tokenize corpora/oneills1850 corpora/essen -o data/pretrained --transpose=-3:3 --force
 	OMP_NUM_THREADS=1 $(BIN)/melodylm train --config checkpoints/pretrained/recipe.toml -o runs/pretrained --force
 	OMP_NUM_THREADS=1 $(BIN)/melodylm train --config checkpoints/pretrained/recipe-finish.toml -o runs/pretrained-finish --force

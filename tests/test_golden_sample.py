@@ -13,6 +13,10 @@ Changed a second time, deliberately: the shipped model itself was replaced (issu
 trained with controls and infilling on O'Neill + Essen, in place of the 500-step GPT on O'Neill), so
 every sample differs. The code path was checked first: with the previous model file the old hashes
 still came out after the controls, infilling and guidance changes.
+
+Changed a third time, deliberately: the shipped model's second stage was retrained on the
+suffix-first infilling layout (issue 13), so its weights differ. With the previous model file the
+previous hashes still came out of the new code.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ SHIPPED = REPO / "checkpoints" / "pretrained" / "model.pt"
 PROMPT = REPO / "corpora" / "oneills1850" / "0001-0050_0001.mid"
 
 GOLDEN = {
-    "from_nothing": {"sample_000.mid": "26d67a9becbc660f", "sample_001.mid": "5281dcbc8b8ddb0e"},
-    "from_prompt": {"sample_000.mid": "f45dea38126808f6", "sample_001.mid": "2c4d69264d3efb77"},
+    "from_nothing": {"sample_000.mid": "80ab225b8806809d", "sample_001.mid": "7adf329c0edb0fa4"},
+    "from_prompt": {"sample_000.mid": "a2066f8096f67e1b", "sample_001.mid": "cfd35d9a3a6b9c03"},
 }
 
 def _hashes(folder: Path) -> dict[str, str]:
