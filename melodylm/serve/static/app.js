@@ -142,7 +142,8 @@ function pianoRoll(s) {
 
 function card(s, i) {
   const el = $("sample-card").content.firstElementChild.cloneNode(true);
-  el.querySelector("h2").textContent = `Sample ${i + 1}: ${s.n_notes} notes (${s.new_notes} new, stopped at ${s.stop})`;
+  const notes = s.n_notes === 1 ? "note" : "notes";
+  el.querySelector("h2").textContent = `Sample ${i + 1}: ${s.n_notes} ${notes} (${s.new_notes} new, stopped at ${s.stop})`;
   el.querySelector(".roll").append(pianoRoll(s));
   el.querySelector(".dl-midi").href = s.midi;
   const audio = el.querySelector("audio");
