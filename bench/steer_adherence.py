@@ -59,6 +59,7 @@ def yardstick(data_dir: str, bars: int) -> dict:
     tunes of a dataset, each tune's key read from the key token at its head."""
     import numpy as np
 
+    from melodylm.controls import token_controls
     from melodylm.dataset import Dataset
     from melodylm.infill import bar_starts, notes_of
     from melodylm.keys import estimate_key
@@ -73,8 +74,7 @@ def yardstick(data_dir: str, bars: int) -> dict:
         for i in sp.originals():
             ids = np.asarray(sp.tune(i), dtype=np.int64)
             h = tok.head_length(ids)
-            names = [tok.extra.name(int(t)) for t in ids[1:h]]
-            key = next((n[len("Key_"):].replace("_", " ") for n in names if n.startswith("Key_")), None)
+            key = token_controls(tok.extra.name(int(t)) for t in ids[1:h]).get("key")
             score = tok.decode_score(tok.decode_ids(ids[h:-1]))
             notes = notes_of(score)
             if key is None or not len(notes):

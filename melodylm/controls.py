@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.errors import DataError, UserError
+from melodylm.infill import FIM_ORDERS
 from melodylm.keys import Key, all_keys, key_from_signature, key_scores, parse_key
 
 KINDS = ("key", "meter", "style")
@@ -188,6 +189,18 @@ def control_tokens(controls: dict) -> list[str]:
     return out
 
 
+def token_controls(names) -> dict:
+    """The controls named by control token names (the inverse of :func:`control_tokens`); other
+    names are ignored. ``["Key_D_minor", "Meter_6/8"]`` -> ``{"key": "D minor", "meter": "6/8"}``."""
+    out = {}
+    for name in names:
+        for kind in KINDS:
+            if name.startswith(PREFIXES[kind]):
+                value = name[len(PREFIXES[kind]):]
+                out[kind] = value.replace("_", " ") if kind == "key" else value
+    return out
+
+
 def drop_controls(controls: dict, rng: np.random.Generator, rate: float = CONTROL_DROPOUT) -> dict:
     """A copy of ``controls`` with each of key, meter, style removed independently at ``rate``.
 
@@ -243,7 +256,7 @@ class ExtraVocab:
     def __post_init__(self) -> None:
         if len(set(self.tokens)) != len(self.tokens):
             raise DataError("extra tokens are not unique")
-        if self.fim_order not in ("psm", "spm"):
+        if self.fim_order not in FIM_ORDERS:
             raise DataError(f"unknown fill-in-the-middle order {self.fim_order!r}: re-run `melodylm tokenize`")
         if int(self.fim_suffix_bars) < 1:
             raise DataError(f"fill-in-the-middle suffix of {self.fim_suffix_bars} bars: re-run `melodylm tokenize`")
@@ -278,9 +291,7 @@ class ExtraVocab:
 
     def values(self, kind: str) -> list[str]:
         """Known values of one control kind, as users write them (``"D minor"``, ``"6/8"``)."""
-        p = PREFIXES[kind]
-        vals = [t[len(p):] for t in self.tokens if t.startswith(p)]
-        return [v.replace("_", " ") for v in vals] if kind == "key" else vals
+        return [token_controls([t])[kind] for t in self.tokens if t.startswith(PREFIXES[kind])]
 
     @property
     def has_controls(self) -> bool:

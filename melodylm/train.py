@@ -395,10 +395,10 @@ def open_run_folder(run: Run, state: TrainState, fresh: bool, force: bool, val_o
         print(f"{cfg.arch} ({cfg.size}){start}: {run.raw_model.num_params() / 1e6:.2f}M parameters, vocab "
               f"{mcfg.vocab_size}, context {mcfg.block_size}, device {run.device} {run.precision}, {run.world} "
               f"process(es) -> {out}", file=sys.stderr)
-    extra = run.tokenizer.extra
-    if fresh and cfg.arch == "bilstm" and cfg.infill and extra is not None and extra.fim_order == "spm":
-        print(f"note: {cfg.data_dir} puts the suffix before the prefix (spm); a bilstm reads only its window, so "
-              "while filling it sees the prefix, not the suffix: tokenize with --fim-order psm for it", file=sys.stderr)
+    extra, wants = run.tokenizer.extra, run.raw_model.fim_order
+    if fresh and cfg.infill and wants and extra is not None and extra.has_infill and extra.fim_order != wants:
+        print(f"note: {cfg.data_dir} lays out its infilling tunes {extra.fim_order}; a {cfg.arch} fills best from "
+              f"the {wants} layout: tokenize with --fim-order {wants} for it", file=sys.stderr)
     if val_on_train:
         print(f"note: {cfg.data_dir} has no validation tunes: validation runs on the training split, so the val "
               "loss flatters the model (tokenize with a larger val fraction in --split, or more files)",

@@ -347,3 +347,16 @@ def test_windows_without_heads_are_slices_of_the_flat_stream():
         assert np.array_equal(x, flat[p:p + 16]) and np.array_equal(y, flat[p + 1:p + 17])
     x, y = st.window(95, 10)  # past the end: padded, and the padding is never a target
     assert np.array_equal(y, [96, 97, 98, 99] + [IGNORE] * 5)
+
+
+@pytest.mark.parametrize("arch, data, note", [("bilstm", "styled_data", True), ("gpt", "styled_data", False),
+                                              ("lstm", "psm_data", True), ("lstm", "styled_data", False)])
+def test_train_says_when_the_fill_layout_does_not_suit_the_architecture(arch, data, note, request, tmp_path, capsys):
+    from melodylm.train import TrainConfig, train
+
+    path = request.getfixturevalue(data)
+    train(TrainConfig(data_dir=str(path), out_dir=str(tmp_path / "run"), arch=arch, size="tiny", batch_size=4,
+                      max_steps=1, eval_interval=1, eval_batches=1, sample_tokens=0, device="cpu"), progress=False)
+    err = capsys.readouterr().err
+    want = {"bilstm": "psm", "lstm": "spm"}.get(arch)
+    assert (f"fills best from the {want} layout" in err) == note, err

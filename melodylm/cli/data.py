@@ -46,6 +46,8 @@ def run_corpus(args) -> int:
 
 
 def register_tokenize(sub):
+    from melodylm.infill import FIM_ORDERS
+
     p = add_command(sub, "tokenize", "turn MIDI files/folders into a token dataset (default: the embedded corpus)",
                     "melodylm tokenize corpora/oneills1850 -o data/oneills --scheme REMI --transpose -3:3")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -75,7 +77,7 @@ def register_tokenize(sub):
                         "(default 0.5; 0 = no infilling)")
     p.add_argument("--fim-suffix-bars", type=int, default=None, metavar="N",
                    help="bars after a training gap that its rearrangement keeps as the suffix (default 8)")
-    p.add_argument("--fim-order", default=None, choices=("psm", "spm"),
+    p.add_argument("--fim-order", default=None, choices=FIM_ORDERS,
                    help="layout of a rearranged tune: psm = prefix, suffix, middle; spm = suffix, prefix, "
                         "middle, so the middle continues the prefix where it ends (default spm)")
     p.add_argument("--max-notes", type=int, default=None, help="skip melodies with more notes (default 20000)")

@@ -120,6 +120,9 @@ class MelodyModel(nn.Module, ABC):
     max_context: int | None
     lm_head: nn.Linear
     sizes: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Layout of a rearranged tune (melodylm.infill.FIM_ORDERS) this architecture fills best from;
+    # None when either serves (attention reads any earlier position).
+    fim_order: ClassVar[str | None] = None
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:

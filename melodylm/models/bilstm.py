@@ -26,6 +26,9 @@ class BiLSTM(MelodyModel):
     bidirectional recurrence cannot be updated one token at a time).
     """
 
+    # It reads only its last ``window`` tokens: with the suffix first it would see the prefix while
+    # writing the middle, so it needs the suffix right before the middle.
+    fim_order = "psm"
     # Every position runs its own window, so compute grows with window * n_embd^2 per token.
     sizes = {
         "tiny": dict(n_layer=1, n_embd=32, block_size=32, window=8),

@@ -17,6 +17,9 @@ class LSTM(MelodyModel):
     tensors can be indexed by sequence the same way); it summarises everything read so far.
     """
 
+    # Suffix first, so the middle follows the prefix's state directly: with the suffix in between,
+    # the shipped LSTM scored bars 3..4 given both sides 0.161 bits/note worse than left only.
+    fim_order = "spm"
     sizes = {
         "tiny": dict(n_layer=1, n_embd=32, block_size=32),
         "small": dict(n_layer=2, n_embd=384, block_size=256),
