@@ -16,6 +16,9 @@ estimator on the first ``--bars`` bars of DATA's held-out tunes (validation and 
 control is that key. A sample as much in its key as those tunes are in theirs scores that share.
 
     python bench/steer_adherence.py checkpoints/pretrained/model.pt --yardstick data/pretrained
+
+``--halves`` also judges each half of the bars on its own (bars 1-4 and 5-8 of 8), for the samples
+and for the yardstick's tunes: whether a sample starts out of key or wanders off it.
 """
 
 from __future__ import annotations
@@ -48,13 +51,33 @@ def adherence(args, kind: str, value: str) -> dict:
         got = [s.info["controls"]["key"] for s in samples]
         hits = sum(g is not None and parse_key(g) == asked for g in got)
         value = asked.name
+        if args.halves:
+            halves = [halves_in_key(s.score, asked, args.bars) for s in samples]
+            return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got,
+                    "halves": [sum(h[i] for h in halves) for i in range(2)]}
     else:  # every bar of the sample in the asked meter
         got = [s.info["controls"]["meters"] for s in samples]
         hits = sum(m == [value] for m in got)
     return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got}
 
 
-def yardstick(data_dir: str, bars: int) -> dict:
+def halves_in_key(score, asked, bars: int) -> tuple[bool, bool]:
+    """Whether the notes of the first and of the second half of ``bars`` bars estimate as ``asked``."""
+    from melodylm.infill import bar_starts, notes_of
+    from melodylm.keys import estimate_key
+
+    notes = notes_of(score)
+    if not len(notes):
+        return False, False
+    starts = list(bar_starts(score, int(notes[:, 0].max()))) + [int(notes[:, 0].max()) + 1]
+    cut, end = starts[min(bars // 2, len(starts) - 1)], starts[min(bars, len(starts) - 1)]
+    out = []
+    for part in (notes[notes[:, 0] < cut], notes[(notes[:, 0] >= cut) & (notes[:, 0] < end)]):
+        out.append(bool(len(part)) and estimate_key(part[:, 2], part[:, 1]) == asked)
+    return out[0], out[1]
+
+
+def yardstick(data_dir: str, bars: int, halves: bool = False) -> dict:
     """``{Key: (tunes estimated in it, tunes)}`` over the first ``bars`` bars of the held-out
     tunes of a dataset, each tune's key read from the key token at its head."""
     import numpy as np
@@ -83,10 +106,14 @@ def yardstick(data_dir: str, bars: int) -> dict:
             head = notes[notes[:, 0] < starts[min(bars, len(starts) - 1)]]
             asked = parse_key(key)
             hit = estimate_key(head[:, 2], head[:, 1]) == asked
-            got = out.setdefault(asked, [0, 0])
+            got = out.setdefault(asked, [0, 0, 0, 0])
             got[0] += int(hit)
             got[1] += 1
-    return {k: (v[0], v[1]) for k, v in out.items()}
+            if halves:
+                h = halves_in_key(score, asked, bars)
+                got[2] += int(h[0])
+                got[3] += int(h[1])
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def main() -> None:
@@ -100,8 +127,9 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight (0 = off)")
     ap.add_argument("--yardstick", metavar="DATA", help="dataset whose held-out tunes give each key's yardstick")
+    ap.add_argument("--halves", action="store_true", help="also judge the first and the second half of the bars")
     args = ap.parse_args()
-    human = yardstick(args.yardstick, args.bars) if args.yardstick else {}
+    human = yardstick(args.yardstick, args.bars, args.halves) if args.yardstick else {}
     rows = []
     for kind, values in (("key", args.keys), ("meter", args.meters)):
         for value in values.split(","):
@@ -129,7 +157,23 @@ def main() -> None:
             hs = [r["yardstick"] for r in keys if r.get("yardstick")]
             line += f" {sum(h[0] for h in hs)} / {sum(h[1] for h in hs)} ({sum(h[0] for h in hs) / max(1, sum(h[1] for h in hs)):.0%}) |"
         print(line)
+    if args.halves and keys:
+        print_halves(args, keys, human)
     print(json.dumps(rows, default=str))
+
+
+def print_halves(args, keys: list[dict], human: dict) -> None:
+    """The table of ``--halves``: samples (and yardstick tunes) whose each half is in the asked key."""
+    a, b = args.bars // 2, args.bars
+    print(f"\n| asked | samples, bars 1-{a} in key | bars {a + 1}-{b} |"
+          + (" held-out tunes, bars 1-{} | bars {}-{} |".format(a, a + 1, b) if human else ""))
+    print("|---|---|---|" + ("---|---|" if human else ""))
+    for r in keys:
+        line = f"| {r['asked']} | {r['halves'][0]} / {r['n']} | {r['halves'][1]} / {r['n']} |"
+        h = r.get("yardstick")
+        if h:
+            line += f" {h[2]} / {h[1]} ({h[2] / h[1]:.0%}) | {h[3]} / {h[1]} ({h[3] / h[1]:.0%}) |"
+        print(line)
 
 
 if __name__ == "__main__":

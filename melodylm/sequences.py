@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from melodylm.controls import CUT, KINDS, PREFIXES, control_tokens
+from melodylm.errors import UserError
 
 IGNORE = -1  # target the models' loss skips (cross_entropy ignore_index)
 MAX_HEADS = 8  # heads per window whose controls are dropped independently; later ones keep all
@@ -231,6 +232,25 @@ class WindowStream:
         """Window starts are drawn from ``[0, limit)``: room for ``n`` tokens and a head after them."""
         return max(1, self.total - n - int(self.seg.head.max(initial=1)))
 
+    def starts(self, rng: np.random.Generator, size: int, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+        """``size`` window starts for ``n``-token windows: uniform over ``[0, limit)``, or with
+        ``weights`` (one per sequence) each sequence's tokens drawn that many times as often."""
+        lim = self.limit(n)
+        if weights is None:
+            return rng.integers(0, lim, size=size)
+        mass = np.cumsum(self.seg.length * weights)
+        u = rng.random(size) * mass[-1]
+        j = np.minimum(np.searchsorted(mass, u, side="right"), len(weights) - 1)
+        offset = (u - (mass[j] - self.seg.length[j] * weights[j])) / weights[j]
+        return np.minimum(self.vstart[j] + offset.astype(np.int64), lim - 1)
+
+    def has_control(self, ids: set[int]) -> np.ndarray:
+        """Per sequence: whether its head holds one of the control ``ids``."""
+        out = np.zeros(len(self.seg.length), dtype=bool)
+        for j in range(len(out)):
+            out[j] = any(int(t) in ids for t in self._seq(j, 0, int(self.seg.head[j])))
+        return out
+
     def _seq(self, j: int, a: int, b: int) -> np.ndarray:
         s = int(self.seg.start[j])
         return np.asarray(self.sources[int(self.seg.src[j])][s + a:s + b], dtype=np.int64)
@@ -290,3 +310,16 @@ class WindowStream:
         """Windows at positions ``ps``: ``(x, y)`` arrays of shape ``(len(ps), n - 1)``."""
         xs, ys = zip(*(self.window(int(p), n, None if drops is None else drops[b], rate) for b, p in enumerate(ps)))
         return np.stack(xs), np.stack(ys)
+
+
+def minor_weights(stream: WindowStream | None, tok, weight: float) -> np.ndarray | None:
+    """Per training sequence, how many times as often its windows are drawn: ``weight`` for tunes
+    whose key control is minor, 1 for the rest (None when ``weight`` is 1: every token as often)."""
+    if weight == 1:
+        return None
+    minor = {tok.extra.id(t) for t in (tok.extra.tokens if tok.extra is not None else ())
+             if t.startswith(PREFIXES["key"]) and t.endswith("_minor")}
+    if stream is None or not minor:
+        raise UserError(f"minor_weight {weight}: the dataset has no minor key controls "
+                        "(tokenize it with key controls, or leave minor_weight at 1)")
+    return np.where(stream.has_control(minor), float(weight), 1.0)

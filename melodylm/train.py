@@ -39,7 +39,7 @@ from melodylm.dataset import Dataset
 from melodylm.device import autocast_ctx, pick_device, pick_precision
 from melodylm.errors import TrainingError, UserError
 from melodylm.models import ModelConfig, build_model
-from melodylm.sequences import MAX_HEADS, WindowStream
+from melodylm.sequences import MAX_HEADS, WindowStream, minor_weights
 from melodylm.train_config import (RESUME_HELP, RESUME_HONOURS, TrainConfig, check_init_tokenizer,
                                    check_resume_data, load_config_file, load_init, model_config, parse_set,
                                    resume_config)
@@ -59,13 +59,14 @@ class Batches:
     """
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
-                 stream: WindowStream | None = None, control_dropout: float = 0.0):
+                 stream: WindowStream | None = None, control_dropout: float = 0.0, weights: np.ndarray | None = None):
         total = stream.total if stream is not None else len(tokens)
         if total < 2:
             raise UserError("the training split has fewer than 2 tokens: tokenize more data")
         self.tokens = tokens
         self.stream = stream
         self.control_dropout = control_dropout
+        self.weights = weights  # per sequence of the stream: how many times as often it is drawn
         self.block = min(block_size, total - 1)
         self.batch_size = batch_size
         self.rng = np.random.Generator(np.random.PCG64(seed))
@@ -73,7 +74,7 @@ class Batches:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.stream is not None:
             n = self.block + 1
-            ix = self.rng.integers(0, self.stream.limit(n), size=self.batch_size)
+            ix = self.stream.starts(self.rng, self.batch_size, n, self.weights)
             drops = self.rng.random((self.batch_size, MAX_HEADS, len(KINDS)))
             x, y = self.stream.batch(ix, n, drops, self.control_dropout)
             return torch.from_numpy(x), torch.from_numpy(y)
@@ -329,7 +330,7 @@ def prepare(cfg: TrainConfig, resume: bool, force: bool, device: torch.device, r
                                                device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
     batches = Batches(train_tokens, mcfg.block_size, cfg.batch_size, cfg.seed * 1000 + rank, train_stream,
-                      cfg.control_dropout)
+                      cfg.control_dropout, minor_weights(train_stream, tok, cfg.minor_weight))
     state = TrainState()
     if last is not None:
         ckpts.restore_training(last, raw_model, optimizer, scaler)

@@ -360,3 +360,32 @@ def test_train_says_when_the_fill_layout_does_not_suit_the_architecture(arch, da
     err = capsys.readouterr().err
     want = {"bilstm": "psm", "lstm": "spm"}.get(arch)
     assert (f"fills best from the {want} layout" in err) == note, err
+
+
+def test_minor_weight_draws_minor_tunes_that_many_times_as_often(styled_data, plain_dataset):
+    from melodylm.errors import UserError
+    from melodylm.sequences import minor_weights
+
+    ds = Dataset(styled_data)
+    tok = ds.tokenizer
+    tr = ds.split("train")
+    stream = WindowStream.of_split(tr.tokens, tr.index, tok, ds.fim())
+    assert minor_weights(stream, tok, 1.0) is None
+    w = minor_weights(stream, tok, 3.0)
+    # the misty tunes are the D minor ones (and their transposed copies): their first note is below G4
+    # the misty tunes are the D minor ones (transposed copies included): the style token tells them
+    misty = tok.extra.id("Style_misty")
+    minor = np.asarray([misty in stream._seq(j, 0, int(stream.seg.head[j])) for j in range(len(w))])
+    assert 0 < minor.sum() < len(w) and np.array_equal(w == 3.0, minor) and set(np.unique(w)) == {1.0, 3.0}
+    n = 33
+    rng = np.random.default_rng(0)
+    ps = stream.starts(rng, 20000, n, w)
+    assert ps.min() >= 0 and ps.max() < stream.limit(n)
+    j = np.searchsorted(stream.vstart, ps, side="right") - 1
+    share = minor[j].mean()
+    lengths = stream.seg.length
+    want = 3 * lengths[minor].sum() / (3 * lengths[minor].sum() + lengths[~minor].sum())
+    plain = minor[np.searchsorted(stream.vstart, stream.starts(rng, 20000, n), side="right") - 1].mean()
+    assert abs(share - want) < 0.015 and share > plain + 0.15, (share, want, plain)
+    with pytest.raises(UserError, match="no minor key controls"):
+        minor_weights(None, Dataset(plain_dataset).tokenizer, 2.0)

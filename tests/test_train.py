@@ -432,7 +432,7 @@ TRAIN_BAD = {  # key: (wrong type, out of range)
     "log_interval": ({}, 0), "seed": ("s", -1), "arch": (3, "rnn"), "size": (2, "huge"),
     "precision": (16, "fp8"), "compile": ("yes", None), "device": (0, None), "data_dir": (1, None),
     "out_dir": (2, None), "init": (3, None), "model": ("dropout=0.1", None), "infill": ("yes", None),
-    "control_dropout": ("half", 1.5),
+    "control_dropout": ("half", 1.5), "minor_weight": ("twice", 0.0),
 }
 MODEL_BAD = {  # ModelConfig keys a user can set
     "block_size": ("long", 0), "n_layer": ("three", 0), "n_head": (2.0, -1), "n_embd": ("wide", 0),
