@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodylm.controls import CUT, KINDS, PREFIXES, control_tokens
+from melodylm.controls import CUT, KINDS, PREFIXES, control_tokens, token_controls
 from melodylm.errors import UserError
 
 IGNORE = -1  # target the models' loss skips (cross_entropy ignore_index)
@@ -317,8 +317,10 @@ def minor_weights(stream: WindowStream | None, tok, weight: float) -> np.ndarray
     whose key control is minor, 1 for the rest (None when ``weight`` is 1: every token as often)."""
     if weight == 1:
         return None
-    minor = {tok.extra.id(t) for t in (tok.extra.tokens if tok.extra is not None else ())
-             if t.startswith(PREFIXES["key"]) and t.endswith("_minor")}
+    from melodylm.keys import parse_key
+
+    keys = {t: token_controls([t]).get("key") for t in (tok.extra.tokens if tok.extra is not None else ())}
+    minor = {tok.extra.id(t) for t, k in keys.items() if k is not None and parse_key(k).mode == "minor"}
     if stream is None or not minor:
         raise UserError(f"minor_weight {weight}: the dataset has no minor key controls "
                         "(tokenize it with key controls, or leave minor_weight at 1)")
