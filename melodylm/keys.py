@@ -153,15 +153,21 @@ def pitch_class_histogram(pitches, durations=None) -> np.ndarray:
     return np.bincount(pcs, weights=w, minlength=12).astype(np.float64)
 
 
-def key_correlations(histogram) -> np.ndarray:
-    """Pearson correlation of a pitch-class histogram with each of the 24 keys of :func:`all_keys`."""
+def key_correlations(histogram, profiles=(KK_MAJOR, KK_MINOR)) -> np.ndarray:
+    """Pearson correlation of a pitch-class histogram with each of the 24 keys of :func:`all_keys`.
+
+    ``profiles`` is a (major, minor) pair of twelve weights from the tonic up (default
+    Krumhansl-Kessler), e.g. another profile of music21's ``analysis.discrete`` to compare judges.
+    """
     h = np.asarray(histogram, dtype=np.float64)
-    profiles = []
-    for prof in (KK_MAJOR, KK_MINOR):
-        p = np.asarray(prof)
+    rows = []
+    for prof in profiles:
+        p = np.asarray(prof, dtype=np.float64)
+        if p.shape != (12,):
+            raise ValueError(f"a key profile has 12 weights, got {p.shape}")
         # The profile for tonic t gives pitch class pc the rating of degree (pc - t) mod 12.
-        profiles.extend(np.roll(p, t) for t in range(12))
-    P = np.stack(profiles)  # (24, 12)
+        rows.extend(np.roll(p, t) for t in range(12))
+    P = np.stack(rows)  # (24, 12)
     hc = h - h.mean()
     Pc = P - P.mean(axis=1, keepdims=True)
     denom = np.linalg.norm(Pc, axis=1) * np.linalg.norm(hc)
@@ -170,24 +176,26 @@ def key_correlations(histogram) -> np.ndarray:
     return Pc @ hc / denom
 
 
-def key_scores(pitches, durations=None) -> np.ndarray:
+def key_scores(pitches, durations=None, profiles=(KK_MAJOR, KK_MINOR)) -> np.ndarray:
     """Correlation of a set of notes with each of the 24 keys of :func:`all_keys` (duration-weighted;
-    notes counted instead when every duration is zero). Raises ``ValueError`` without notes."""
+    notes counted instead when every duration is zero; ``profiles`` as for :func:`key_correlations`).
+    Raises ``ValueError`` without notes."""
     if len(pitches) == 0:
         raise ValueError("cannot estimate the key of no notes")
     h = pitch_class_histogram(pitches, durations)
     if h.sum() <= 0:  # all durations zero: fall back to counting notes
         h = pitch_class_histogram(pitches)
-    return key_correlations(h)
+    return key_correlations(h, profiles)
 
 
-def estimate_key(pitches, durations=None) -> Key:
+def estimate_key(pitches, durations=None, profiles=(KK_MAJOR, KK_MINOR)) -> Key:
     """Most likely key of a set of notes (Krumhansl-Schmuckler with Krumhansl-Kessler profiles).
 
-    ``pitches`` are MIDI numbers, ``durations`` the notes' lengths in any unit (ticks, beats).
-    Ties go to the first key in :func:`all_keys` order. Raises ``ValueError`` without notes.
+    ``pitches`` are MIDI numbers, ``durations`` the notes' lengths in any unit (ticks, beats);
+    ``profiles`` replaces the Krumhansl-Kessler (major, minor) weights. Ties go to the first key in
+    :func:`all_keys` order. Raises ``ValueError`` without notes.
     """
-    return all_keys()[int(np.argmax(key_scores(pitches, durations)))]
+    return all_keys()[int(np.argmax(key_scores(pitches, durations, profiles)))]
 
 
 def semitones_to(from_key: Key, to_key: Key) -> int:

@@ -122,3 +122,29 @@ def test_agrees_with_music21_on_corpus_tunes(corpus_files):
         file_agree += ours == key_from_signature(symusic.Score(str(f)).key_signatures[0])
     assert agree >= 19
     assert file_agree >= 15  # 88% on the 50-tune sample
+
+
+def test_other_profiles_agree_with_music21():
+    """``profiles=`` swaps the weights: with music21's Temperley-Kostka-Payne weights the estimate is
+    music21's ``analyze('temperley')``. On 30 random 10-note melodies all 30 agree, and 17 of them
+    get another key than Krumhansl-Kessler's, so the weights are really in use."""
+    import music21
+    from music21.analysis.discrete import TemperleyKostkaPayne
+
+    tkp = TemperleyKostkaPayne()
+    profiles = (tkp.getWeights("major"), tkp.getWeights("minor"))
+    rng = np.random.default_rng(0)
+    agree = differ_from_kk = 0
+    for _ in range(30):
+        pitches, durations = rng.integers(60, 72, size=10), rng.choice([0.5, 1.0, 1.5, 2.0], size=10)
+        stream = music21.stream.Stream()
+        for p, d in zip(pitches, durations):
+            stream.append(music21.note.Note(int(p), quarterLength=float(d)))
+        m21 = stream.analyze("temperley")
+        ours = estimate_key(pitches, durations, profiles)
+        agree += ours == Key(m21.tonic.pitchClass, m21.mode)
+        differ_from_kk += ours != estimate_key(pitches, durations)
+    assert agree == 30
+    assert differ_from_kk >= 10
+    with pytest.raises(ValueError, match="12 weights"):
+        estimate_key([60, 64, 67], None, ((1.0,) * 7, (1.0,) * 7))
