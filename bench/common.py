@@ -41,3 +41,18 @@ def quality_corpus(data: str | Path = "data/quality") -> Path:
                       "--no-progress"])
         sh(EXE + ["tokenize", "corpora/oneills1850", str(essen), "-o", str(data), "--no-progress", "--force"])
     return data
+
+
+def key_profiles(name: str) -> tuple:
+    """(major, minor) weights of a key profile: ``KrumhanslKessler`` (melodylm's own estimator) or a
+    key-profile class of music21's ``analysis.discrete`` (``TemperleyKostkaPayne``, ``AardenEssen``...)."""
+    from melodylm.keys import KK_MAJOR, KK_MINOR
+
+    if name == "KrumhanslKessler":
+        return KK_MAJOR, KK_MINOR
+    from music21.analysis import discrete
+
+    cls = getattr(discrete, name, None)
+    if cls is None or not hasattr(cls, "getWeights"):
+        raise SystemExit(f"{name}: not a key-profile class of music21.analysis.discrete")
+    return tuple(cls().getWeights(mode) for mode in ("major", "minor"))

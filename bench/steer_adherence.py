@@ -19,6 +19,10 @@ control is that key. A sample as much in its key as those tunes are in theirs sc
 
 ``--halves`` also judges each half of the bars on its own (bars 1-4 and 5-8 of 8), for the samples
 and for the yardstick's tunes: whether a sample starts out of key or wanders off it.
+
+``--profile NAME`` judges samples and yardstick with another key profile of music21's
+``analysis.discrete`` (e.g. ``TemperleyKostkaPayne``, ``AardenEssen``, ``BellmanBudge``) in place of
+Krumhansl-Kessler, to see how much of a share is the judge's.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import os
 import sys
 
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import key_profiles  # noqa: E402
 from melodylm.controls import GUIDANCE  # noqa: E402
 from melodylm.errors import UserError  # noqa: E402
 from melodylm.generate import generate  # noqa: E402
@@ -43,16 +49,19 @@ def adherence(args, kind: str, value: str) -> dict:
     """Sample ``args.n`` melodies asking ``kind=value``; count those that came out as asked."""
     try:
         samples = generate(args.checkpoint, n=args.n, max_bars=args.bars, seed=args.seed, top_p=args.top_p,
+                           temperature=args.temperature,
                            guidance=args.guidance, **{kind: value})
     except UserError as e:
         return {"asked": f"{kind} {value}", "error": str(e)}
     if kind == "key":
         asked = parse_key(value)
         got = [s.info["controls"]["key"] for s in samples]
+        if args.profile:
+            got = [judged_key(s.score, args.profiles) for s in samples]
         hits = sum(g is not None and parse_key(g) == asked for g in got)
         value = asked.name
         if args.halves:
-            halves = [halves_in_key(s.score, asked, args.bars) for s in samples]
+            halves = [halves_in_key(s.score, asked, args.bars, args.profiles) for s in samples]
             return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got,
                     "halves": [sum(h[i] for h in halves) for i in range(2)]}
     else:  # every bar of the sample in the asked meter
@@ -61,7 +70,16 @@ def adherence(args, kind: str, value: str) -> dict:
     return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got}
 
 
-def halves_in_key(score, asked, bars: int) -> tuple[bool, bool]:
+def judged_key(score, profiles) -> str | None:
+    """The key of a sample's notes under ``profiles``."""
+    from melodylm.infill import notes_of
+    from melodylm.keys import estimate_key
+
+    notes = notes_of(score)
+    return estimate_key(notes[:, 2], notes[:, 1], profiles).name if len(notes) else None
+
+
+def halves_in_key(score, asked, bars: int, profiles) -> tuple[bool, bool]:
     """Whether the notes of the first and of the second half of ``bars`` bars estimate as ``asked``."""
     from melodylm.infill import bar_starts, notes_of
     from melodylm.keys import estimate_key
@@ -73,11 +91,11 @@ def halves_in_key(score, asked, bars: int) -> tuple[bool, bool]:
     cut, end = starts[min(bars // 2, len(starts) - 1)], starts[min(bars, len(starts) - 1)]
     out = []
     for part in (notes[notes[:, 0] < cut], notes[(notes[:, 0] >= cut) & (notes[:, 0] < end)]):
-        out.append(bool(len(part)) and estimate_key(part[:, 2], part[:, 1]) == asked)
+        out.append(bool(len(part)) and estimate_key(part[:, 2], part[:, 1], profiles) == asked)
     return out[0], out[1]
 
 
-def yardstick(data_dir: str, bars: int, halves: bool = False) -> dict:
+def yardstick(data_dir: str, bars: int, halves: bool, profiles) -> dict:
     """``{Key: (tunes estimated in it, tunes)}`` over the first ``bars`` bars of the held-out
     tunes of a dataset, each tune's key read from the key token at its head."""
     import numpy as np
@@ -105,12 +123,12 @@ def yardstick(data_dir: str, bars: int, halves: bool = False) -> dict:
             starts = bar_starts(score, int(notes[:, 0].max()))
             head = notes[notes[:, 0] < starts[min(bars, len(starts) - 1)]]
             asked = parse_key(key)
-            hit = estimate_key(head[:, 2], head[:, 1]) == asked
+            hit = estimate_key(head[:, 2], head[:, 1], profiles) == asked
             got = out.setdefault(asked, [0, 0, 0, 0])
             got[0] += int(hit)
             got[1] += 1
             if halves:
-                h = halves_in_key(score, asked, bars)
+                h = halves_in_key(score, asked, bars, profiles)
                 got[2] += int(h[0])
                 got[3] += int(h[1])
     return {k: tuple(v) for k, v in out.items()}
@@ -125,17 +143,21 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight (0 = off)")
     ap.add_argument("--yardstick", metavar="DATA", help="dataset whose held-out tunes give each key's yardstick")
     ap.add_argument("--halves", action="store_true", help="also judge the first and the second half of the bars")
+    ap.add_argument("--profile", help="judge with this music21 key profile (default: Krumhansl-Kessler)")
     args = ap.parse_args()
-    human = yardstick(args.yardstick, args.bars, args.halves) if args.yardstick else {}
+    args.profiles = key_profiles(args.profile or "KrumhanslKessler")
+    human = yardstick(args.yardstick, args.bars, args.halves, args.profiles) if args.yardstick else {}
     rows = []
     for kind, values in (("key", args.keys), ("meter", args.meters)):
-        for value in values.split(","):
+        for value in filter(None, values.split(",")):
             rows.append(adherence(args, kind, value))
     print(f"\n{args.checkpoint}: {args.n} samples per value, {args.bars} bars from nothing, top-p {args.top_p}, "
-          f"seed {args.seed}, guidance {args.guidance:g}\n")
+          f"temperature {args.temperature:g}, seed {args.seed}, guidance {args.guidance:g}, "
+          f"key judge {args.profile or 'KrumhanslKessler'}\n")
     print(f"| asked | samples in it | share | held-out tunes of {args.yardstick} in it (first {args.bars} bars) |"
           if human else "| asked | samples in it | share |")
     print("|---|---|---|---|" if human else "|---|---|---|")
