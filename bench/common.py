@@ -46,10 +46,10 @@ def quality_corpus(data: str | Path = "data/quality") -> Path:
 def key_profiles(name: str) -> tuple:
     """(major, minor) weights of a key profile: ``KrumhanslKessler`` (melodylm's own estimator) or a
     key-profile class of music21's ``analysis.discrete`` (``TemperleyKostkaPayne``, ``AardenEssen``...)."""
-    from melodylm.keys import KK_MAJOR, KK_MINOR
+    from melodylm.keys import KRUMHANSL_KESSLER
 
     if name == "KrumhanslKessler":
-        return KK_MAJOR, KK_MINOR
+        return KRUMHANSL_KESSLER
     from music21.analysis import discrete
 
     cls = getattr(discrete, name, None)

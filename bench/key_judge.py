@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import EXE, ROOT, key_profiles, sh  # noqa: E402
 

@@ -55,9 +55,10 @@ def adherence(args, kind: str, value: str) -> dict:
         return {"asked": f"{kind} {value}", "error": str(e)}
     if kind == "key":
         asked = parse_key(value)
-        got = [s.info["controls"]["key"] for s in samples]
         if args.profile:
             got = [judged_key(s.score, args.profiles) for s in samples]
+        else:  # the key generate estimated from the new notes, with the default judge
+            got = [s.info["controls"]["key"] for s in samples]
         hits = sum(g is not None and parse_key(g) == asked for g in got)
         value = asked.name
         if args.halves:

@@ -29,6 +29,7 @@ MODES = ("major", "minor")
 # Krumhansl & Kessler (1982) probe-tone ratings, index 0 = the tonic, then chromatic steps up.
 KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+KRUMHANSL_KESSLER = (KK_MAJOR, KK_MINOR)  # the (major, minor) pair the estimator uses by default
 
 # Tonic names along the circle of fifths, index ``fifths + 7`` (-7 = seven flats).
 _MAJOR_NAMES = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
@@ -153,7 +154,7 @@ def pitch_class_histogram(pitches, durations=None) -> np.ndarray:
     return np.bincount(pcs, weights=w, minlength=12).astype(np.float64)
 
 
-def key_correlations(histogram, profiles=(KK_MAJOR, KK_MINOR)) -> np.ndarray:
+def key_correlations(histogram, profiles=KRUMHANSL_KESSLER) -> np.ndarray:
     """Pearson correlation of a pitch-class histogram with each of the 24 keys of :func:`all_keys`.
 
     ``profiles`` is a (major, minor) pair of twelve weights from the tonic up (default
@@ -176,7 +177,7 @@ def key_correlations(histogram, profiles=(KK_MAJOR, KK_MINOR)) -> np.ndarray:
     return Pc @ hc / denom
 
 
-def key_scores(pitches, durations=None, profiles=(KK_MAJOR, KK_MINOR)) -> np.ndarray:
+def key_scores(pitches, durations=None, profiles=KRUMHANSL_KESSLER) -> np.ndarray:
     """Correlation of a set of notes with each of the 24 keys of :func:`all_keys` (duration-weighted;
     notes counted instead when every duration is zero; ``profiles`` as for :func:`key_correlations`).
     Raises ``ValueError`` without notes."""
@@ -188,7 +189,7 @@ def key_scores(pitches, durations=None, profiles=(KK_MAJOR, KK_MINOR)) -> np.nda
     return key_correlations(h, profiles)
 
 
-def estimate_key(pitches, durations=None, profiles=(KK_MAJOR, KK_MINOR)) -> Key:
+def estimate_key(pitches, durations=None, profiles=KRUMHANSL_KESSLER) -> Key:
     """Most likely key of a set of notes (Krumhansl-Schmuckler with Krumhansl-Kessler profiles).
 
     ``pitches`` are MIDI numbers, ``durations`` the notes' lengths in any unit (ticks, beats);
