@@ -23,6 +23,11 @@ and for the yardstick's tunes: whether a sample starts out of key or wanders off
 ``--profile NAME`` judges samples and yardstick with another key profile of music21's
 ``analysis.discrete`` (e.g. ``TemperleyKostkaPayne``, ``AardenEssen``, ``BellmanBudge``) in place of
 Krumhansl-Kessler, to see how much of a share is the judge's.
+
+``--key-tries N`` is ``melodylm sample --key-tries``: a sample whose notes do not estimate as the
+asked key (by the default estimator) is drawn again, up to N draws in all (default 4). ``--key-tries 1``
+measures the model's first draw alone; with ``--profile`` the kept samples are judged by another
+profile than the one that chose them. The run prints the draws per key sample this took.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import key_profiles  # noqa: E402
-from melodylm.controls import GUIDANCE  # noqa: E402
+from melodylm.controls import GUIDANCE, KEY_TRIES  # noqa: E402
 from melodylm.errors import UserError  # noqa: E402
 from melodylm.generate import generate  # noqa: E402
 from melodylm.keys import parse_key  # noqa: E402
@@ -49,7 +54,7 @@ def adherence(args, kind: str, value: str) -> dict:
     """Sample ``args.n`` melodies asking ``kind=value``; count those that came out as asked."""
     try:
         samples = generate(args.checkpoint, n=args.n, max_bars=args.bars, seed=args.seed, top_p=args.top_p,
-                           temperature=args.temperature,
+                           temperature=args.temperature, key_tries=args.key_tries,
                            guidance=args.guidance, **{kind: value})
     except UserError as e:
         return {"asked": f"{kind} {value}", "error": str(e)}
@@ -61,10 +66,12 @@ def adherence(args, kind: str, value: str) -> dict:
             got = [s.info["controls"]["key"] for s in samples]
         hits = sum(g is not None and parse_key(g) == asked for g in got)
         value = asked.name
+        draws = sum(s.info["controls"]["tries"] for s in samples)
         if args.halves:
             halves = [halves_in_key(s.score, asked, args.bars, args.profiles) for s in samples]
-            return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got,
+            return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got, "draws": draws,
                     "halves": [sum(h[i] for h in halves) for i in range(2)]}
+        return {"asked": f"{kind} {value}", "hits": hits, "n": len(samples), "got": got, "draws": draws}
     else:  # every bar of the sample in the asked meter
         got = [s.info["controls"]["meters"] for s in samples]
         hits = sum(m == [value] for m in got)
@@ -146,6 +153,8 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight (0 = off)")
+    ap.add_argument("--key-tries", type=int, default=KEY_TRIES,
+                    help="draws in all for a sample out of the asked key (melodylm sample --key-tries; 1 = first draw)")
     ap.add_argument("--yardstick", metavar="DATA", help="dataset whose held-out tunes give each key's yardstick")
     ap.add_argument("--halves", action="store_true", help="also judge the first and the second half of the bars")
     ap.add_argument("--profile", help="judge with this music21 key profile (default: Krumhansl-Kessler)")
@@ -158,6 +167,7 @@ def main() -> None:
             rows.append(adherence(args, kind, value))
     print(f"\n{args.checkpoint}: {args.n} samples per value, {args.bars} bars from nothing, top-p {args.top_p}, "
           f"temperature {args.temperature:g}, seed {args.seed}, guidance {args.guidance:g}, "
+          f"key tries {args.key_tries}, "
           f"key judge {args.profile or 'KrumhanslKessler'}\n")
     print(f"| asked | samples in it | share | held-out tunes of {args.yardstick} in it (first {args.bars} bars) |"
           if human else "| asked | samples in it | share |")
@@ -180,6 +190,8 @@ def main() -> None:
             hs = [r["yardstick"] for r in keys if r.get("yardstick")]
             line += f" {sum(h[0] for h in hs)} / {sum(h[1] for h in hs)} ({sum(h[0] for h in hs) / max(1, sum(h[1] for h in hs)):.0%}) |"
         print(line)
+        print(f"\ndraws per key sample: {sum(r['draws'] for r in keys) / max(1, sum(r['n'] for r in keys)):.2f} "
+              f"(--key-tries {args.key_tries})")
     if args.halves and keys:
         print_halves(args, keys, human)
     print(json.dumps(rows, default=str))

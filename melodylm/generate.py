@@ -24,13 +24,14 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from melodylm.controls import GUIDANCE
+from melodylm.controls import GUIDANCE, KEY_TRIES
 from melodylm.errors import UserError
 from melodylm.midi import bar_start  # noqa: F401  (re-exported: prompts are cut at bar lines)
 # re-exported: the default model of sample (the newest ./checkpoints run, else the shipped model)
@@ -353,13 +354,55 @@ def outcome(tokenizer, new_base, prompt: Prompt | None) -> dict:
     return {"key": key, "meter": meter, "meters": sorted(sigs) if sigs else ([meter] if meter else [])}
 
 
+def keep_in_key(samples: list, draw, build, want, tries: int, tokenizer, max_draws: int | None = None) -> list[int]:
+    """Draw again, in place, each sample whose new notes do not estimate as key ``want``.
+
+    ``draw(n=m)`` samples ``m`` more sequences (continuing the same random generator, so a seed
+    still gives the same files) and ``build`` decodes one. Each round redraws only the samples still
+    out of key, until every one is in it or ``tries`` draws are spent; a sample never in key keeps
+    the draw whose notes correlate best with ``want`` (the estimator's score). ``max_draws`` bounds
+    the draws of the whole call, the first ``len(samples)`` included. Returns each sample's draws.
+
+    Shipped model, 24 samples of 8 bars from nothing for each of G, D, A minor, E minor, F and Bb
+    (seed 2, top-p 0.95, guidance 2): 100 of 144 in key after one draw, 129 after two, 139 after
+    three, 141 after four, 144 after six; the redraws at four cost 0.44 more draws per sample.
+    """
+    from melodylm.keys import all_keys, key_scores, parse_key
+    from melodylm.midi import score_notes
+
+    def fit(sample) -> float:
+        new = tokenizer.decode_ids(sample.ids)
+        notes = score_notes(tokenizer.decode_score(new)) if len(new) else np.zeros((0, 3))
+        return float(key_scores(notes[:, 2], notes[:, 1])[all_keys().index(want)]) if len(notes) else -2.0
+
+    def in_key(sample) -> bool:
+        got = sample.info["controls"]["key"]
+        return got is not None and parse_key(got) == want
+
+    used, counts = len(samples), [1] * len(samples)
+    for t in range(2, tries + 1):
+        miss = [i for i, s in enumerate(samples) if not in_key(s)]
+        if max_draws is not None:
+            miss = miss[:max(0, max_draws - used)]
+        if not miss:
+            break
+        used += len(miss)
+        for i, s in zip(miss, map(build, draw(n=len(miss)))):
+            if in_key(s) or fit(s) > fit(samples[i]):
+                samples[i] = s
+            counts[i] = t
+    return counts
+
+
 # ============================================================================ the public API
 
 def validate_options(n: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                      max_tokens: int | None = 1024, max_notes: int | None = None, max_bars: int | None = None,
                      prompt_bars: int | None = None, prompt_notes: int | None = None,
-                     prompt_start_bar: int | None = None, guidance: float = 0.0) -> None:
+                     prompt_start_bar: int | None = None, guidance: float = 0.0, key_tries: int = 1) -> None:
     """Raise :class:`UserError` naming the flag for impossible values."""
+    if not (isinstance(key_tries, int) and key_tries >= 1):
+        raise UserError(f"--key-tries {key_tries}: must be a whole number of draws, at least 1")
     if not (guidance >= 0 and math.isfinite(guidance)):
         raise UserError(f"--guidance {guidance}: must be 0 (off) or a positive number")
     if n < 1:
@@ -386,7 +429,8 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
              prompt_bars: int | None = None, prompt_notes: int | None = None, prompt_start_bar: int | None = None,
              device: str | torch.device = "cpu", use_cache: bool = True, fill: str | tuple[int, int] | None = None,
              key: str | None = None, meter: str | None = None, style: str | None = None,
-             guidance: float = GUIDANCE) -> list[GeneratedMelody]:
+             guidance: float = GUIDANCE, key_tries: int = KEY_TRIES,
+             token_budget: int | None = None) -> list[GeneratedMelody]:
     """Generate ``n`` melodies in one batch and return them as :class:`GeneratedMelody` (``.score`` is a symusic Score).
 
     Args:
@@ -411,19 +455,75 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
             style name), put after BOS; ``key`` with a prompt first moves the prompt into that key.
         guidance: classifier-free guidance weight for asked controls (0 = off; see
             :func:`melodylm.sampling.generate_ids`); nothing changes when no control is asked.
+        key_tries: with ``key``, a melody whose new notes do not estimate as that key is drawn
+            again, up to ``key_tries`` draws in all (:func:`keep_in_key`); 1 keeps the first draw.
+        token_budget: new tokens all the draws of this call may take at most, counted as
+            ``max_tokens`` per draw before it starts (a server's per-request bound); ``None``: no bound.
     """
-    from melodylm.checkpoint import checkpoint_path, file_hash, load_model
     from melodylm.controls import resolve_request
     from melodylm.infill import parse_span
     from melodylm.keys import parse_key
-    from melodylm import __version__
 
     validate_options(n, temperature, top_k, top_p, max_tokens, max_notes, max_bars, prompt_bars, prompt_notes,
-                     prompt_start_bar, guidance)
+                     prompt_start_bar, guidance, key_tries)
     span = parse_span(fill) if isinstance(fill, str) else (tuple(fill) if fill is not None else None)
     if span is not None:
         _check_fill_options(constrain, keep_prompt, max_bars)
     dev = torch.device(device)
+    model, tok, info = _model_on(checkpoint_or_model, tokenizer, dev)
+    asked = resolve_request({"key": key, "meter": meter, "style": style}, tok.extra)
+    if isinstance(prompt, (str, Path)):
+        prompt = load_prompt(prompt, tok, melody, prompt_bars, prompt_notes, start_bar=prompt_start_bar)
+    if prompt is not None and "key" in asked:
+        prompt = transpose_prompt(prompt, tok, parse_key(asked["key"]))
+    head = tok.head_ids(asked).tolist()
+    p_ids, p_base, plan = _model_prompt(tok, prompt, span, head, getattr(model, "max_context", None))
+    # Guidance needs an asked control and the cached decode (which runs its second batch).
+    guided = guidance if asked and use_cache else 0.0
+    uncond = [tok.bos_id] + [int(i) for i in p_ids[len(head):]] if guided else None  # the prompt without controls
+    grammar = Grammar(tok, dev)
+    if max_bars is not None and not grammar.has_pos:
+        raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
+                        "use --max-notes or --max-tokens")
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    draw = partial(generate_ids, model, tok, max_new_tokens=max_tokens, prompt=p_ids, temperature=temperature,
+                   top_k=top_k, top_p=top_p, generator=gen, device=dev, constrain=constrain, max_notes=max_notes,
+                   max_bars=max_bars, use_cache=use_cache, prompt_base=p_base, grammar=grammar,
+                   middle=plan.middle if plan else None, guidance=guided, unconditional=uncond)
+
+    def build(s: GeneratedIds) -> GeneratedMelody:
+        sample = (build_middle_sample(tok, grammar, s, prompt, plan) if plan is not None
+                  else build_sample(tok, grammar, s, prompt, keep_prompt))
+        sample.info = {"controls": {"asked": asked, **outcome(tok, tok.decode_ids(s.ids), prompt)}}
+        return sample
+
+    samples = [build(s) for s in draw(n=n)]
+    tries = [1] * n
+    if "key" in asked:
+        draws = None if token_budget is None else (token_budget // max_tokens if max_tokens else n)
+        tries = keep_in_key(samples, draw, build, parse_key(asked["key"]), key_tries, tok, draws)
+    info["options"] = dict(n=n, max_tokens=max_tokens, max_notes=max_notes, max_bars=max_bars,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, constrain=constrain,
+                           keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
+                           prompt_notes=prompt_notes, use_cache=use_cache,
+                           fill=f"{span[0]}:{span[1]}" if span else None,
+                           guidance=guided, key_tries=key_tries if "key" in asked else None,
+                           prompt_start_bar=prompt_start_bar)
+    info["prompt"] = _prompt_info(prompt, len(p_ids))
+    for i, sample in enumerate(samples):
+        controls = sample.info["controls"]
+        if "key" in asked:
+            controls["tries"] = tries[i]
+        sample.info = {**info, "index": i, "controls": controls}
+    return samples
+
+
+def _model_on(checkpoint_or_model, tokenizer, dev: torch.device) -> tuple[Any, Any, dict[str, Any]]:
+    """The model (loaded from a checkpoint, or as given with its tokenizer) on ``dev``, in eval mode,
+    its tokenizer, and the sidecar's first entries: version, checkpoint and its hash, architecture."""
+    from melodylm.checkpoint import checkpoint_path, file_hash, load_model
+    from melodylm import __version__
+
     info: dict[str, Any] = {"melodylm_version": __version__}
     if isinstance(checkpoint_or_model, (str, Path)):
         model, tok, ckpt = load_model(checkpoint_or_model, dev)
@@ -435,49 +535,16 @@ def generate(checkpoint_or_model, prompt: str | Path | Prompt | None = None, n: 
         model.to(dev).eval()
         info.update(checkpoint=None, checkpoint_hash=None)
     info["arch"] = getattr(model.config, "arch", type(model).__name__)
-    asked = resolve_request({"key": key, "meter": meter, "style": style}, tok.extra)
-    if isinstance(prompt, (str, Path)):
-        prompt = load_prompt(prompt, tok, melody, prompt_bars, prompt_notes, start_bar=prompt_start_bar)
-    if prompt is not None and "key" in asked:
-        prompt = transpose_prompt(prompt, tok, parse_key(asked["key"]))
-    head = tok.head_ids(asked).tolist()
+    return model, tok, info
+
+
+def _model_prompt(tok, prompt: Prompt | None, span, head: list[int], max_context: int | None):
+    """What the model reads first, its base tokens (the grammar's start), and the fill plan (or None)."""
     p_base = prompt.base_ids.tolist() if prompt is not None else []
-    plan = None
     if span is not None:
-        plan = plan_fill(tok, prompt, span, head, getattr(model, "max_context", None))
-        p_ids, p_base = plan.prompt_ids, plan.parts.prefix.tolist()
-    else:
-        p_ids = head + (tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else [])
-    # Guidance needs an asked control and the cached decode (which runs its second batch).
-    guided = guidance if asked and use_cache else 0.0
-    uncond = [tok.bos_id] + [int(i) for i in p_ids[len(head):]] if guided else None  # the prompt without controls
-    grammar = Grammar(tok, dev)
-    if max_bars is not None and not grammar.has_pos:
-        raise UserError(f"--max-bars: {tok.settings.scheme} tokens do not mark bars; "
-                        "use --max-notes or --max-tokens")
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    seqs = generate_ids(model, tok, n, max_tokens, p_ids, temperature, top_k, top_p, gen, dev,
-                        constrain=constrain, max_notes=max_notes, max_bars=max_bars, use_cache=use_cache,
-                        prompt_base=p_base, grammar=grammar, middle=plan.middle if plan else None,
-                        guidance=guided, unconditional=uncond)
-    info["options"] = dict(n=n, max_tokens=max_tokens, max_notes=max_notes, max_bars=max_bars,
-                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, constrain=constrain,
-                           keep_prompt=keep_prompt, melody=melody, prompt_bars=prompt_bars,
-                           prompt_notes=prompt_notes, use_cache=use_cache,
-                           fill=f"{span[0]}:{span[1]}" if span else None,
-                           guidance=guided,
-                           prompt_start_bar=prompt_start_bar)
-    info["prompt"] = _prompt_info(prompt, len(p_ids))
-    samples = []
-    for i, s in enumerate(seqs):
-        if plan is not None:
-            sample = build_middle_sample(tok, grammar, s, prompt, plan)
-        else:
-            sample = build_sample(tok, grammar, s, prompt, keep_prompt)
-        new_base = tok.decode_ids(s.ids)
-        sample.info = {**info, "index": i, "controls": {"asked": asked, **outcome(tok, new_base, prompt)}}
-        samples.append(sample)
-    return samples
+        plan = plan_fill(tok, prompt, span, head, max_context)
+        return plan.prompt_ids, plan.parts.prefix.tolist(), plan
+    return head + (tok.encode_ids(np.asarray(p_base, dtype=np.int64)).tolist() if p_base else []), p_base, None
 
 
 def _prompt_info(prompt: Prompt | None, n_ids: int) -> dict | None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodylm.controls import GUIDANCE
+from melodylm.controls import GUIDANCE, KEY_TRIES
 from melodylm.errors import UserError
 
 SAMPLES_ROOT = Path("samples")  # default parent of sample folders, relative to the current folder
@@ -135,6 +135,7 @@ class SampleJob:
     meter: str | None = None
     style: str | None = None
     guidance: float = GUIDANCE  # classifier-free guidance weight for asked controls
+    key_tries: int = KEY_TRIES  # draws in all for a sample whose notes are not in the asked key
 
 
 def check_render_options(plot: bool = False, audio: bool = False, score: bool = False, program: int = 0) -> None:
@@ -172,7 +173,7 @@ def sample_to_folder(job: SampleJob) -> dict:
     from melodylm.generate import find_default_checkpoint, generate, signature, validate_options, write_samples
 
     validate_options(job.n, job.temperature, job.top_k, job.top_p, job.max_tokens, job.max_notes,
-                     job.max_bars, job.prompt_bars, job.prompt_notes, job.prompt_start_bar)
+                     job.max_bars, job.prompt_bars, job.prompt_notes, job.prompt_start_bar, key_tries=job.key_tries)
     ckpt = job.checkpoint or find_default_checkpoint()
     if ckpt is None:
         raise UserError("no checkpoint: train one (`melodylm train`) or pass --checkpoint CKPT")
@@ -186,7 +187,8 @@ def sample_to_folder(job: SampleJob) -> dict:
                        seed=job.seed, constrain=job.constrain, keep_prompt=job.keep_prompt, melody=job.melody,
                        prompt_bars=job.prompt_bars, prompt_notes=job.prompt_notes,
                        prompt_start_bar=job.prompt_start_bar, device=pick_device(job.device),
-                       fill=job.fill, key=job.key, meter=job.meter, style=job.style, guidance=job.guidance)
+                       fill=job.fill, key=job.key, meter=job.meter, style=job.style, guidance=job.guidance,
+                       key_tries=job.key_tries)
     info = samples[0].info
     if job.out_dir is None:
         out = default_samples_dir(info["checkpoint"] or "model")

@@ -111,6 +111,18 @@ def test_asked_controls_come_back_in_the_answer(client):
     assert '"guidance": 0.5' in client.get(r.json()["samples"][0]["midi"].replace(".mid", ".json")).text
 
 
+def test_key_redraws_stay_inside_the_request_token_bound(client):
+    # 8 x 512 tokens is the whole 4,096 of a request: no room to draw a sample again
+    r = post(client, {"checkpoint": "steer", "key": "D minor", "n": "8", "max_bars": "1", "max_tokens": "512"})
+    assert r.status_code == 200, r.text
+    assert [s["controls"]["tries"] for s in r.json()["samples"]] == [1] * 8
+    # 2 x 64 tokens leaves room for every redraw the default allows (4 draws a sample)
+    r = post(client, {"checkpoint": "steer", "key": "D minor", "n": "2", "max_bars": "1", "max_tokens": "64"})
+    tries = [s["controls"]["tries"] for s in r.json()["samples"]]
+    keys = [s["controls"]["key"] for s in r.json()["samples"]]
+    assert all(t == 4 or k == "D minor" for t, k in zip(tries, keys)) and all(1 <= t <= 4 for t in tries)
+
+
 STEER_ERRORS = [
     ({"checkpoint": "steer", "key": "E major"}, False,
      "--key 'E major' is not known to this model; known: C major, D minor"),

@@ -213,7 +213,8 @@ def test_guidance_pushes_towards_what_the_control_adds() -> None:
     first = {}
     for w in (0.0, 1.0):
         probe.inputs.clear()
-        s = generate(probe, None, n=2, tokenizer=tok, max_notes=1, top_k=1, key="D minor", guidance=w)
+        s = generate(probe, None, n=2, tokenizer=tok, max_notes=1, top_k=1, key="D minor", guidance=w,
+                     key_tries=1)  # one draw: what one guided batch reads
         first[w] = {int(p) for x in s for p in score_notes(x.score)[:, 2]}
         assert s[0].info["options"]["guidance"] == w
         # guided: a second batch read the same prompt without its control token
@@ -240,6 +241,45 @@ def test_key_with_a_prompt_moves_the_prompt_first(tune) -> None:
     assert [b - 5 for b in before] == after
     c = asked.info["controls"]
     assert c["asked"] == {"key": "G major"} and c["meter"] == "4/4" and c["key"] is not None
+
+
+class CoinProbe(ControlProbe):
+    """Pitches 60 (C) and 66 (F#) get logit 30 each: every draw is one of the two, at even odds."""
+
+    def _logits(self, seen: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(seen.size(0), self.V)
+        out[:, sorted(self.pitch_id.values())] = 30.0
+        return out
+
+
+def test_key_tries_redraw_only_the_samples_out_of_key() -> None:
+    tok = steer_tokenizer()
+    probe = CoinProbe(tok, {-1: 60, -2: 66})
+
+    def pitches(key, **kw):
+        s = generate(probe, None, n=8, tokenizer=tok, max_notes=1, seed=5, key=key, **kw)
+        return [int(score_notes(x.score)[0, 2]) for x in s], [x.info["controls"]["tries"] for x in s], s
+
+    # One C reads as C major, one F# as F# major: the first draws are a mix, each drawn once.
+    first, tries, s = pitches("C major", key_tries=1)
+    assert sorted(set(first)) == [60, 66] and tries == [1] * 8
+    assert [x.info["controls"]["key"] for x in s] == ["C major" if p == 60 else "F# major" for p in first]
+    # With redraws every sample comes out in C major; those in key at once keep their first draw.
+    kept, tries, s = pitches("C major", key_tries=8)
+    assert kept == [60] * 8 and s[0].info["options"]["key_tries"] == 8
+    assert [t for p, t in zip(first, tries) if p == 60] == [1] * first.count(60)
+    assert all(t > 1 for p, t in zip(first, tries) if p == 66)
+    assert pitches("C major", key_tries=8)[1] == tries  # seeded: the same draws again
+    # No draw is ever in D minor: each keeps the one that fits it best (C is D minor's 7th, rated
+    # 3.17 against F#'s 2.60): those whose first draw was F# kept a later C.
+    kept, tries, _ = pitches("D minor", key_tries=3)
+    assert kept == [60] * 8 and tries == [3] * 8 and 66 in first
+    # A budget of 10 draws of max_tokens each: the first two samples out of key are drawn once more.
+    _, tries, _ = pitches("C major", key_tries=8, max_tokens=16, token_budget=160)
+    misses = [i for i, p in enumerate(first) if p == 66]
+    assert tries == [2 if i in misses[:2] else 1 for i in range(8)]
+    with pytest.raises(UserError, match="--key-tries 0"):
+        generate(probe, None, n=1, tokenizer=tok, key="C major", key_tries=0)
 
 
 def test_unknown_control_values_list_the_known_ones() -> None:
@@ -284,9 +324,10 @@ def test_cli_fill_and_controls_end_to_end(tune, tmp_path, capsys) -> None:
     assert len(r["files"]) == 2
     side = json.loads((out / "sample_000.json").read_text())
     assert side["controls"]["asked"] == {"key": "C major", "style": "reels"}
-    assert set(side["controls"]) == {"asked", "key", "meter", "meters"}
+    assert set(side["controls"]) == {"asked", "key", "meter", "meters", "tries"}
+    assert 1 <= side["controls"]["tries"] <= 4 and side["options"]["key_tries"] == 4
     assert side["options"]["fill"] == "5:8" and r["samples"][0]["controls"] == side["controls"]
-    code = main(["sample", "--checkpoint", str(ckpt), "--key", "H minor", "--device", "cpu", "-o",
-                 str(tmp_path / "bad")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "unknown key" in err[0]
+    for flags, needle in ((["--key", "H minor"], "unknown key"), (["--key-tries", "0"], "--key-tries 0")):
+        code = main(["sample", "--checkpoint", str(ckpt), *flags, "--device", "cpu", "-o", str(tmp_path / "bad")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and needle in err[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from melodylm.cli.common import add_command, print_json
-from melodylm.controls import GUIDANCE
+from melodylm.controls import GUIDANCE, KEY_TRIES
 
 
 def register_sample(sub):
@@ -50,6 +50,9 @@ def register_sample(sub):
     p.add_argument("--guidance", type=float, default=GUIDANCE, metavar="W",
                    help=f"how hard asked controls steer: classifier-free guidance weight, 0 = off "
                         f"(default {GUIDANCE:g})")
+    p.add_argument("--key-tries", type=int, default=KEY_TRIES, metavar="N",
+                   help=f"with --key: draw a melody again while its notes do not estimate as that key, up to N "
+                        f"draws in all (default {KEY_TRIES}; 1 keeps the model's first draw)")
     p.add_argument("--no-constraint", action="store_true",
                    help="sample any token, even where the grammar forbids it (research; files may lose notes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
@@ -75,7 +78,7 @@ def run_sample(args) -> int:
         prompt_start_bar=args.prompt_start_bar, device=args.device,
         plot=args.plot, audio=args.audio, score=args.score, program=args.program,
         force=args.force, flags=flags, fill=args.fill, key=args.key, meter=args.meter,
-        style=args.style, guidance=args.guidance))
+        style=args.style, guidance=args.guidance, key_tries=args.key_tries))
     if r["dropped_pitches"]:
         d = r["dropped_pitches"]
         print(f"melodylm: {args.prompt}: {len(d)} prompt note(s) outside the model's pitch range were dropped "

@@ -283,7 +283,8 @@ class Playground:
         samples = generate(model, prompt, req.n, tokenizer=tok, max_tokens=max_tokens, max_bars=req.max_bars,
                            temperature=req.temperature, top_p=req.top_p, seed=req.seed,
                            prompt_bars=req.prompt_bars, device=self.device, fill=req.fill, key=req.key,
-                           meter=req.meter, style=req.style, guidance=req.guidance)
+                           meter=req.meter, style=req.style, guidance=req.guidance,
+                           token_budget=self.limits.max_total_tokens)
         for s in samples:
             s.info.update(checkpoint=str(self.checkpoints[name]), checkpoint_hash=digest)
         decode_s = time.perf_counter() - t0
